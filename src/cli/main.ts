@@ -1,0 +1,329 @@
+// svcplane CLI: thin commands over the library. Exit codes: 0 success, 1 invalid input (errors are still
+// printed and everything valid still applies), 2 usage errors.
+
+import { readFileSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readManifestPaths } from '../k8s/load.js';
+import { type ValidationError, formatError } from '../k8s/types.js';
+import { formatHostPort, parseHostPort, PROTOCOL_NUMBERS, type Protocol } from '../k8s/net.js';
+import { createDataplane, openImage, type Selection, type Selector } from '../engine/dataplane.js';
+import { ImageError } from '../compile/view.js';
+import { MAGIC } from '../compile/layout.js';
+import { type Dump, dumpTables } from '../dump.js';
+import { CoreError } from '../engine/wasm.js';
+
+export interface Io {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  stdin?: NodeJS.ReadableStream;
+}
+
+class UsageError extends Error {}
+
+const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const NODE_OPTIONS = {
+  node: { type: 'string' },
+  'node-ip': { type: 'string', multiple: true },
+  zone: { type: 'string' },
+  'cluster-seed': { type: 'string' },
+  'table-seed': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+const NODE_HELP = `Node options (manifest inputs only):
+  --node NAME          node the tables are built for (default: this host's name, as kube-proxy)
+  --node-ip IP         address NodePort frontends listen on (repeatable; default: the Node's InternalIP/ExternalIP)
+  --zone ZONE          the node's zone for topology hints (default: the Node's topology.kubernetes.io/zone label)
+  --cluster-seed N     cluster-wide seed of the flow hash and Maglev tables (default 0x53564350; same on every node)
+  --table-seed N       seed of the frontend hash-map placement (default 0, so images are reproducible)`;
+
+const HELP: Record<string, string> = {
+  main: `svcplane ${VERSION}: Kubernetes Services and EndpointSlices compiled into dataplane tables
+
+Usage: svcplane <command> [options]
+
+Commands:
+  compile PATH... -o FILE        compile manifests into a table image
+  dump PATH...|IMAGE             show frontends and the backends each selects among
+  trace PATH...|IMAGE --to ...   show one flow's decision step by step
+  version                        print the version and the engine in use
+
+PATH is a YAML or JSON file (multi-document, kind: List), a directory of them, or - for stdin.
+Run 'svcplane <command> --help' for a command's options.
+Exit codes: 0 success, 1 invalid input (errors are printed, valid objects still apply), 2 usage error.`,
+  compile: `Usage: svcplane compile PATH... -o FILE [node options]
+
+Writes the table image for one node: frontend hash map, services, backend lists, Maglev tables,
+reverse NAT, source ranges. Same inputs and seeds give identical bytes.
+
+  -o, --output FILE    where to write the image (required)
+${NODE_HELP}`,
+  dump: `Usage: svcplane dump PATH...|IMAGE [node options] [-o table|json]
+
+Lists every frontend (ClusterIP, NodePort, LoadBalancer, ExternalIP) with the backends it selects among
+for traffic from outside the node, and what a new connection gets when there are none (reject or drop).
+
+  -o, --output FORMAT  table (default) or json
+${NODE_HELP}`,
+  trace: `Usage: svcplane trace PATH...|IMAGE --to ADDR:PORT/PROTO --from ADDR:PORT [--time SECONDS] [-o table|json]
+
+Shows one new flow's decision: frontend hit, traffic policy, endpoint list, Maglev slot, backend.
+IPv6 addresses are written in brackets: [2001:db8::1]:80/TCP. PROTO is TCP (default), UDP or SCTP.
+
+  --to ADDR:PORT/PROTO destination of the flow (required)
+  --from ADDR:PORT     source of the flow (required)
+  --time SECONDS       the flow's time, for session affinity (default: now)
+  -o, --output FORMAT  table (default) or json
+${NODE_HELP}`,
+  version: `Usage: svcplane version
+
+Prints svcplane's version and the engine that runs the core.`,
+};
+
+function parse<T extends ParseArgsConfig['options']>(args: string[], options: T): { values: Record<string, unknown>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args, options, allowPositionals: true, strict: true });
+    return { values: r.values as Record<string, unknown>, positionals: r.positionals };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function seed(text: unknown, fallback: number, flag: string): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new UsageError(`--${flag} must be an integer 0..4294967295, got "${String(text)}"`);
+  return n;
+}
+
+function isImage(path: string): boolean {
+  if (path === '-') return false;
+  try {
+    if (!statSync(path).isFile()) return false;
+    const fd = openSync(path, 'r');
+    const head = Buffer.alloc(4);
+    readSync(fd, head, 0, 4, 0);
+    closeSync(fd);
+    return head.readUInt32LE(0) === MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+interface Loaded {
+  selector: Selector;
+  errors: ValidationError[];
+  fromImage: boolean;
+}
+
+async function load(paths: string[], values: Record<string, unknown>, io: Io): Promise<Loaded> {
+  if (paths.length === 0) throw new UsageError('no input: give manifest files, directories, - for stdin, or one image');
+  if (paths.length === 1 && isImage(paths[0] as string)) {
+    for (const f of ['node', 'node-ip', 'zone', 'cluster-seed', 'table-seed']) {
+      if (values[f] !== undefined) io.stderr(`note: --${f} is ignored for a compiled image (it was fixed at compile time)\n`);
+    }
+    const selector = await openImage(new Uint8Array(readFileSync(paths[0] as string)));
+    return { selector, errors: [], fromImage: true };
+  }
+  const { objects, errors } = await readManifestPaths(paths, io.stdin);
+  let node = values.node as string | undefined;
+  if (!node) {
+    node = hostname();
+    io.stderr(`note: no --node given; building tables for this host, "${node}"\n`);
+  }
+  const dp = await createDataplane({
+    node,
+    nodeAddresses: values['node-ip'] as string[] | undefined,
+    zone: values.zone as string | undefined,
+    clusterSeed: seed(values['cluster-seed'], 0x53564350, 'cluster-seed'),
+    tableSeed: seed(values['table-seed'], 0, 'table-seed'),
+  });
+  for (const ip of (values['node-ip'] as string[] | undefined) ?? []) {
+    if (!parseHostPort(`${ip.includes(':') ? `[${ip}]` : ip}:1`)) throw new UsageError(`--node-ip: invalid IP address "${ip}"`);
+  }
+  const applyErrors = dp.apply(objects.map((o) => o.object));
+  for (const n of dp.lastReport.notes) io.stderr(`note: ${n.object}: ${n.message}\n`);
+  return { selector: dp, errors: [...errors, ...applyErrors], fromImage: false };
+}
+
+function printErrors(errors: readonly ValidationError[], io: Io): void {
+  for (const e of errors) io.stderr(`error: ${formatError(e)}\n`);
+}
+
+function outputFormat(v: unknown): 'table' | 'json' {
+  if (v === undefined || v === 'table') return 'table';
+  if (v === 'json') return 'json';
+  throw new UsageError(`-o must be table or json, got "${String(v)}"`);
+}
+
+async function cmdCompile(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { ...NODE_OPTIONS, output: { type: 'string', short: 'o' } });
+  if (values.help) return help('compile', io);
+  const out = values.output as string | undefined;
+  if (!out) throw new UsageError('compile needs -o FILE');
+  const { selector, errors } = await load(positionals, values, io);
+  printErrors(errors, io);
+  const image = selector.image as Uint8Array;
+  writeFileSync(out, image);
+  const t = selector.tables;
+  io.stderr(`wrote ${out}: ${image.byteLength} bytes, ${t?.frontendCount ?? 0} frontends, ${t?.serviceCount ?? 0} service ports, ${t?.backendCount ?? 0} backends\n`);
+  return errors.length > 0 ? 1 : 0;
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+export function formatDumpTable(d: Dump): string {
+  const rows: string[][] = [['FRONTEND', 'TYPE', 'SERVICE', 'POLICY', 'BACKENDS']];
+  for (const f of d.frontends) {
+    const svc = `${f.service}${f.portName ? `:${f.portName}` : ''}`;
+    const extras = [f.sessionAffinity ? `affinity ${f.sessionAffinity.timeoutSeconds}s` : '', f.sourceRanges ? `from ${f.sourceRanges.join(',')}` : '']
+      .filter(Boolean)
+      .join(' ');
+    const policy = `${f.policy}${extras ? ` ${extras}` : ''}`;
+    const backends = f.backends.length
+      ? f.backends.map((b) => `${formatHostPort(b.address, b.port)} (${b.state}${b.local ? ', local' : ''})`)
+      : [`none: ${f.whenEmpty}`];
+    rows.push([`${formatHostPort(f.address, f.port)}/${f.protocol}`, f.type, svc, policy, backends[0] as string]);
+    for (const b of backends.slice(1)) rows.push(['', '', '', '', b]);
+  }
+  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)) + 2);
+  const lines = rows.map((r) => r.map((cell, c) => (c < 4 ? pad(cell, widths[c] as number) : cell)).join('').trimEnd());
+  const s = d.stats;
+  const header = `node ${d.node.name || '?'}${d.node.zone ? ` (zone ${d.node.zone})` : ''}: ${s.frontends} frontends, ${s.services} service ports, ${s.backends} backends, image ${s.imageBytes} bytes`;
+  return `${header}\n${lines.join('\n')}\n`;
+}
+
+async function cmdDump(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { ...NODE_OPTIONS, output: { type: 'string', short: 'o' } });
+  if (values.help) return help('dump', io);
+  const format = outputFormat(values.output);
+  const { selector, errors } = await load(positionals, values, io);
+  const dump = dumpTables(selector.tables as NonNullable<Selector['tables']>, errors);
+  if (format === 'json') {
+    io.stdout(`${JSON.stringify(dump, null, 2)}\n`);
+  } else {
+    printErrors(errors, io);
+    io.stdout(formatDumpTable(dump));
+  }
+  return errors.length > 0 ? 1 : 0;
+}
+
+function parseTo(text: string): { address: string; port: number; protocol: Protocol } {
+  const slash = text.lastIndexOf('/');
+  const hostPort = slash > text.lastIndexOf(']') && slash > 0 ? text.slice(0, slash) : text;
+  const protoText = slash > text.lastIndexOf(']') && slash > 0 ? text.slice(slash + 1).toUpperCase() : 'TCP';
+  if (!(protoText in PROTOCOL_NUMBERS)) throw new UsageError(`--to: protocol must be TCP, UDP or SCTP, got "${protoText}"`);
+  const hp = parseHostPort(hostPort);
+  if (!hp) throw new UsageError(`--to must be ADDR:PORT/PROTO (IPv6 as [ADDR]:PORT), got "${text}"`);
+  return { address: hp.address, port: hp.port, protocol: protoText as Protocol };
+}
+
+export function formatTrace(flow: { protocol: string; src: string; sport: number; dst: string; dport: number }, s: Selection): string {
+  const lines: [string, string][] = [['flow', `${flow.protocol} ${formatHostPort(flow.src, flow.sport)} -> ${formatHostPort(flow.dst, flow.dport)}`]];
+  if (!s.frontend) {
+    lines.push(['frontend', `none: ${s.reason}`]);
+  } else {
+    const fe = s.frontend;
+    lines.push(['frontend', `${formatHostPort(fe.address, fe.port)}/${fe.protocol} ${fe.type} of ${s.service}${fe.portName ? ` (port ${fe.portName})` : ''}`]);
+    if (s.list) {
+      const policyName = s.scope === 'internal' ? 'internalTrafficPolicy' : 'externalTrafficPolicy';
+      lines.push(['policy', `${s.scope} traffic, ${policyName}=${s.policy} -> ${s.list.kind} list (${s.list.size} endpoint${s.list.size === 1 ? '' : 's'})`]);
+    }
+    if (s.maglevSlot !== undefined && s.list) lines.push(['maglev', `slot ${s.maglevSlot} of ${s.list.maglevSize}`]);
+    else if (s.verdict === 'forward') lines.push(['affinity', s.reason]);
+    if (s.backend) lines.push(['backend', `${formatHostPort(s.backend.address, s.backend.port)} (${s.backendState ?? 'active'})`]);
+  }
+  lines.push(['verdict', `${s.verdict}${s.verdict === 'forward' ? '' : ` (${s.reason})`}`]);
+  return lines.map(([k, v]) => `${pad(k, 10)}${v}`).join('\n') + '\n';
+}
+
+async function cmdTrace(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...NODE_OPTIONS,
+    to: { type: 'string' },
+    from: { type: 'string' },
+    time: { type: 'string' },
+    output: { type: 'string', short: 'o' },
+  });
+  if (values.help) return help('trace', io);
+  const format = outputFormat(values.output);
+  if (!values.to) throw new UsageError('trace needs --to ADDR:PORT/PROTO');
+  if (!values.from) throw new UsageError('trace needs --from ADDR:PORT');
+  const to = parseTo(values.to as string);
+  const from = parseHostPort(values.from as string);
+  if (!from) throw new UsageError(`--from must be ADDR:PORT (IPv6 as [ADDR]:PORT), got "${String(values.from)}"`);
+  let now: number | undefined;
+  if (values.time !== undefined) {
+    now = Number(values.time);
+    if (!Number.isInteger(now) || now < 0 || now > 0xffffffff) throw new UsageError(`--time must be whole seconds, got "${String(values.time)}"`);
+  }
+  const { selector, errors } = await load(positionals, values, io);
+  printErrors(errors, io);
+  const flow = { protocol: to.protocol, src: from.address, sport: from.port, dst: to.address, dport: to.port };
+  const sel = selector.select({ ...flow, now });
+  if (format === 'json') {
+    const { verdict, service, backend, reason, ...detail } = sel;
+    io.stdout(`${JSON.stringify({ verdict, service, backend, reason, ...detail }, null, 2)}\n`);
+  } else {
+    io.stdout(formatTrace(flow, sel));
+  }
+  return errors.length > 0 ? 1 : 0;
+}
+
+async function cmdVersion(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { help: { type: 'boolean', short: 'h' } });
+  if (values.help) return help('version', io);
+  if (positionals.length) throw new UsageError(`version takes no arguments`);
+  const s = await openImageless();
+  io.stdout(`svcplane ${VERSION}\nengine: ${s} (WebAssembly core; the native addon is not built yet)\nnode: ${process.version}\n`);
+  return 0;
+}
+
+async function openImageless(): Promise<string> {
+  const dp = await createDataplane({ node: 'version-check' });
+  return dp.engine;
+}
+
+function help(cmd: string, io: Io): number {
+  io.stdout(`${HELP[cmd] ?? HELP.main}\n`);
+  return 0;
+}
+
+const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
+  compile: cmdCompile,
+  dump: cmdDump,
+  trace: cmdTrace,
+  version: cmdVersion,
+};
+
+/** Runs the CLI; returns the exit code. Never throws for user errors. */
+export async function runCli(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    if (cmd === 'help' && rest[0] && HELP[rest[0]]) return help(rest[0], io);
+    return help('main', io);
+  }
+  if (cmd === '--version') return cmdVersion([], io);
+  const run = COMMANDS[cmd];
+  if (!run) {
+    io.stderr(`svcplane: unknown command "${cmd}"\n\n${HELP.main}\n`);
+    return 2;
+  }
+  try {
+    return await run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr(`svcplane ${cmd}: ${e.message}\nRun 'svcplane ${cmd} --help' for usage.\n`);
+      return 2;
+    }
+    if (e instanceof ImageError || e instanceof CoreError) {
+      io.stderr(`svcplane ${cmd}: invalid image: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}

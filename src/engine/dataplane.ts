@@ -1,0 +1,246 @@
+// The library's entry point: cluster state + kube-proxy semantics + compiler + core, behind one object.
+
+import { type IpFamily, type Protocol, PROTOCOL_NUMBERS, parseIp, protocolName } from '../k8s/net.js';
+import type { Note, ValidationError } from '../k8s/types.js';
+import { ClusterState, type Kind } from '../control/state.js';
+import { type NodeContext, nodeContext, planCluster } from '../control/semantics.js';
+import { compileImage } from '../compile/image.js';
+import { ImageView, type BackendView, type FrontendView, type ServiceView } from '../compile/view.js';
+import { DEFAULT_CLUSTER_SEED, FLOW, NONE, REASONS, RESULT, R_AFFINITY, VERDICTS, type Verdict } from '../compile/layout.js';
+import { WasmCore } from './wasm.js';
+
+export type EngineName = 'auto' | 'wasm' | 'native';
+
+export interface DataplaneOptions {
+  /** Name of the node the tables are built for (endpoint locality, Node object lookup). */
+  node: string;
+  /** Addresses NodePort frontends listen on; default: the Node object's InternalIP/ExternalIP addresses. */
+  nodeAddresses?: string[];
+  /** The node's zone for topology hints; default: the Node object's topology.kubernetes.io/zone label. */
+  zone?: string;
+  /** Core implementation; 'native' arrives with the Node-API addon, 'auto' currently means wasm. */
+  engine?: EngineName;
+  /** Cluster-wide seed of the flow hash and Maglev permutations (same on every node). */
+  clusterSeed?: number;
+  /** Seed of the frontend hash-map placement; random per instance unless given (give one for reproducible images). */
+  tableSeed?: number;
+  /** Capacity of the ClientIP affinity table (entries). Default 65536. */
+  affinityCapacity?: number;
+}
+
+export interface Flow {
+  protocol: Protocol;
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+  /** Seconds on any monotonic scale shared by all calls; default: wall-clock seconds. */
+  now?: number;
+}
+
+export interface Selection {
+  verdict: Verdict;
+  service?: string;
+  backend?: { address: string; port: number };
+  /** Why: 'Maglev', 'session affinity', 'no usable endpoints', 'not a service address' ... */
+  reason: string;
+  /** The frontend hit, and how the decision was made (for traces). */
+  frontend?: { type: string; address: string; port: number; protocol: string; portName: string };
+  scope?: 'internal' | 'external';
+  policy?: 'Cluster' | 'Local';
+  list?: { kind: 'cluster' | 'local'; size: number; maglevSize: number };
+  maglevSlot?: number;
+  backendState?: 'active' | 'terminating';
+}
+
+export interface ApplyReport {
+  errors: ValidationError[];
+  notes: Note[];
+}
+
+export class EngineError extends Error {}
+
+function resolveEngine(engine: EngineName): 'wasm' {
+  const forced = process.env.SVCPLANE_ENGINE as EngineName | undefined;
+  const wanted = forced ?? engine;
+  if (wanted === 'native') {
+    throw new EngineError('engine "native" is not available', {
+      cause: new Error('this build of svcplane has no Node-API addon yet; use engine "wasm" or "auto"'),
+    });
+  }
+  if (wanted !== 'auto' && wanted !== 'wasm') throw new EngineError(`unknown engine "${String(wanted)}" (auto, wasm or native)`);
+  return 'wasm';
+}
+
+const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+/** Writes one flow into `buf` at `offset` in the core's FLOW layout. Throws on malformed addresses. */
+export function encodeFlow(buf: Uint8Array, offset: number, flow: Omit<Flow, 'now'>): void {
+  const src = parseIp(flow.src);
+  const dst = parseIp(flow.dst);
+  if (!src) throw new TypeError(`invalid source address "${flow.src}"`);
+  if (!dst) throw new TypeError(`invalid destination address "${flow.dst}"`);
+  const proto = PROTOCOL_NUMBERS[flow.protocol];
+  if (proto === undefined) throw new TypeError(`unknown protocol "${String(flow.protocol)}" (TCP, UDP or SCTP)`);
+  buf.set(src.bytes, offset + FLOW.src);
+  buf.set(dst.bytes, offset + FLOW.dst);
+  buf[offset + FLOW.sport] = flow.sport & 0xff;
+  buf[offset + FLOW.sport + 1] = (flow.sport >> 8) & 0xff;
+  buf[offset + FLOW.dport] = flow.dport & 0xff;
+  buf[offset + FLOW.dport + 1] = (flow.dport >> 8) & 0xff;
+  buf[offset + FLOW.proto] = proto;
+  buf[offset + FLOW.proto + 1] = 0;
+  buf[offset + FLOW.proto + 2] = 0;
+  buf[offset + FLOW.proto + 3] = 0;
+}
+
+/** Flows packed for selectBatch: FLOW.size bytes each. */
+export function encodeFlows(flows: readonly Omit<Flow, 'now'>[]): Uint8Array {
+  const buf = new Uint8Array(flows.length * FLOW.size);
+  flows.forEach((f, i) => encodeFlow(buf, i * FLOW.size, f));
+  return buf;
+}
+
+/** Selection over a compiled image: what `svcplane dump IMAGE` and `trace IMAGE` need, and the base of Dataplane. */
+export class Selector {
+  readonly engine: 'wasm';
+  protected readonly core: WasmCore;
+  protected view: ImageView | undefined;
+  private readonly flowBuf = new Uint8Array(FLOW.size);
+
+  constructor(opts: { engine?: EngineName; affinityCapacity?: number }) {
+    this.engine = resolveEngine(opts.engine ?? 'auto');
+    this.core = new WasmCore({ affinityCapacity: opts.affinityCapacity });
+  }
+
+  /** Attaches a compiled image (e.g. from `svcplane compile`); throws ImageError/CoreError when malformed. */
+  loadImage(bytes: Uint8Array): void {
+    const view = new ImageView(bytes);
+    this.core.attach(bytes);
+    this.view = view;
+  }
+
+  /** Read-only view of the compiled tables, or undefined before the first apply/loadImage. */
+  get tables(): ImageView | undefined {
+    return this.view;
+  }
+
+  /** The current image bytes (what `svcplane compile` writes). */
+  get image(): Uint8Array | undefined {
+    return this.view?.bytes;
+  }
+
+  /** One flow's decision. Affinity state is updated as for a real new connection. */
+  select(flow: Flow): Selection {
+    encodeFlow(this.flowBuf, 0, flow);
+    const res = this.core.selectOne(this.flowBuf, flow.now ?? nowSeconds());
+    return this.describe(res, 0);
+  }
+
+  /**
+   * Selects for `flows` (FLOW.size bytes per flow, see encodeFlows) in one core call; returns RESULT.size
+   * bytes per flow: verdict u8 (0 pass, 1 forward, 2 reject, 3 drop), reason u8, frontend slot u32,
+   * backend index u32 (into tables.backend()), Maglev slot u32 (0xffffffff when unset).
+   */
+  selectBatch(flows: Uint8Array, now: number = nowSeconds(), out?: Uint8Array): Uint8Array {
+    const count = Math.floor(flows.byteLength / FLOW.size);
+    const buf = this.core.batchBuffer(count);
+    this.core.memory.set(flows.subarray(0, count * FLOW.size), buf.flows);
+    this.core.selectBatchInPlace(count, now);
+    const results = out ?? new Uint8Array(count * RESULT.size);
+    results.set(this.core.memory.subarray(buf.results, buf.results + count * RESULT.size));
+    return results;
+  }
+
+  /** Decodes result `i` of a selectBatch output. */
+  describe(results: Uint8Array, i: number): Selection {
+    const at = i * RESULT.size;
+    const dv = new DataView(results.buffer, results.byteOffset + at, RESULT.size);
+    const verdict = VERDICTS[dv.getUint8(RESULT.verdict)] ?? 'drop';
+    const reasonCode = dv.getUint8(RESULT.reason);
+    const sel: Selection = { verdict, reason: REASONS[reasonCode] ?? `reason ${reasonCode}` };
+    const view = this.view;
+    const feSlot = dv.getUint32(RESULT.frontend, true);
+    if (!view || feSlot === NONE) return sel;
+    const fe = view.frontend(feSlot) as FrontendView;
+    const svc: ServiceView = view.service(fe.svc);
+    const list = view.list(fe.external ? svc.listExternal : svc.listInternal);
+    sel.service = svc.name;
+    sel.frontend = { type: fe.kind, address: fe.address, port: fe.port, protocol: fe.protocol, portName: svc.portName };
+    sel.scope = fe.external ? 'external' : 'internal';
+    sel.policy = (fe.external ? svc.externalPolicyLocal : svc.internalPolicyLocal) ? 'Local' : 'Cluster';
+    sel.list = { kind: list.kind, size: list.beCount, maglevSize: list.maglevSize };
+    const slot = dv.getUint32(RESULT.slot, true);
+    if (slot !== NONE) sel.maglevSlot = slot;
+    const beIndex = dv.getUint32(RESULT.backend, true);
+    if (beIndex !== NONE) {
+      const be: BackendView = view.backend(beIndex);
+      sel.backend = { address: be.address, port: be.port };
+      sel.backendState = be.state;
+    }
+    if (reasonCode === R_AFFINITY) sel.reason = `session affinity (ClientIP, timeout ${svc.affinityTimeout}s)`;
+    return sel;
+  }
+}
+
+export class Dataplane extends Selector {
+  readonly state = new ClusterState();
+  private readonly opts: DataplaneOptions;
+  private readonly clusterSeed: number;
+  private readonly tableSeed: number;
+  /** Errors and notes of the last apply/delete. */
+  lastReport: ApplyReport = { errors: [], notes: [] };
+
+  constructor(opts: DataplaneOptions) {
+    super(opts);
+    if (!opts.node) throw new TypeError('createDataplane: option "node" (this node\'s name) is required');
+    this.opts = opts;
+    this.clusterSeed = (opts.clusterSeed ?? DEFAULT_CLUSTER_SEED) >>> 0;
+    this.tableSeed = (opts.tableSeed ?? Math.random() * 0x100000000) >>> 0;
+    this.rebuild([]);
+  }
+
+  /** The node the tables are built for, as resolved from options and the Node object. */
+  get nodeContext(): NodeContext {
+    return nodeContext(this.state, this.opts.node, this.opts.nodeAddresses, this.opts.zone);
+  }
+
+  /** Validates and applies objects (Service, EndpointSlice, Node; other kinds are noted and skipped). */
+  apply(objects: readonly unknown[]): ValidationError[] {
+    const r = this.state.apply(objects);
+    this.rebuild(r.notes, r.errors);
+    return r.errors;
+  }
+
+  /** Removes an object by kind, namespace and name; deleting what is not there is a no-op. */
+  delete(kind: Kind, namespace: string, name: string): void {
+    this.state.delete(kind, namespace, name);
+    this.rebuild([]);
+  }
+
+  private rebuild(notes: Note[], errors: ValidationError[] = []): void {
+    const node = this.nodeContext;
+    const compiled = compileImage(planCluster(this.state, node), node, {
+      clusterSeed: this.clusterSeed,
+      tableSeed: this.tableSeed,
+      hash20: (key, seed) => this.core.hash20(key, seed),
+    });
+    this.loadImage(compiled.bytes);
+    this.lastReport = { errors, notes: [...notes, ...compiled.notes] };
+  }
+}
+
+/** Creates a dataplane for one node. Async so that a future native engine can load without blocking. */
+export async function createDataplane(opts: DataplaneOptions): Promise<Dataplane> {
+  return new Dataplane(opts);
+}
+
+/** Opens a compiled image for selection and dumps (no cluster state). */
+export async function openImage(bytes: Uint8Array, opts: { engine?: EngineName } = {}): Promise<Selector> {
+  const s = new Selector(opts);
+  s.loadImage(bytes);
+  return s;
+}
+
+export type { IpFamily };
+export { protocolName };

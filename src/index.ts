@@ -1,0 +1,12 @@
+// svcplane public API.
+export { loadManifests, readManifestPaths, ManifestSyntaxError, type LoadedObject } from './k8s/load.js';
+export { validateObject } from './k8s/validate.js';
+export type { ValidationError, Note, Service, EndpointSlice, Node } from './k8s/types.js';
+export { formatError } from './k8s/types.js';
+export {
+  createDataplane, openImage, encodeFlow, encodeFlows, Dataplane, Selector, EngineError,
+  type DataplaneOptions, type Flow, type Selection, type EngineName, type ApplyReport,
+} from './engine/dataplane.js';
+export { ImageView, ImageError } from './compile/view.js';
+export { FLOW, RESULT, VERDICTS, DEFAULT_CLUSTER_SEED } from './compile/layout.js';
+export { dumpTables, type DumpFrontend, type Dump } from './dump.js';

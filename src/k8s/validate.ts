@@ -155,8 +155,9 @@ function readIpFamilies(e: Errors, raw: unknown): string[] {
 }
 
 function validateServicePorts(e: Errors, raw: unknown, type: ServiceType | undefined, headless: boolean): void {
-  const ports = readArray(e, raw, 'spec.ports') ?? [];
-  if (ports.length === 0 && !headless && type !== 'ExternalName') {
+  const list = readArray(e, raw, 'spec.ports');
+  const ports = list ?? [];
+  if ((list || absent(raw)) && ports.length === 0 && !headless && type !== 'ExternalName') {
     e.add('spec.ports', 'Required value: at least one port unless headless (clusterIP "None") or type ExternalName');
   }
   const names = new Set<string>();

@@ -1,0 +1,179 @@
+// The WebAssembly core as a module: valid, self-contained, ABI in step with the TypeScript layout, and
+// safe against malformed images and out-of-range buffers.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import wabtInit from 'wabt';
+import { WASM_PATH, WasmCore, wasmModule } from '../src/engine/wasm.js';
+import { STRUCT_SIZES, HEADER, FLOW, RESULT } from '../src/compile/layout.js';
+import { createDataplane, encodeFlows } from '../src/engine/dataplane.js';
+import { murmur3 } from '../src/compile/murmur3.js';
+import { ImageView } from '../src/compile/view.js';
+
+const wasmBytes = new Uint8Array(readFileSync(WASM_PATH));
+
+function sampleObjects(): object[] {
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'default' },
+      spec: { type: 'LoadBalancer', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, nodePort: 30080 }], loadBalancerSourceRanges: ['10.0.0.0/8'] },
+      status: { loadBalancer: { ingress: [{ ip: '203.0.113.5' }] } },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'web-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      endpoints: Array.from({ length: 300 }, (_, i) => ({ addresses: [`10.244.${i >> 8}.${i & 255}`], nodeName: i % 2 ? 'node-a' : 'node-b' })),
+    },
+  ];
+}
+
+describe('wasm module', () => {
+  it('is a valid module for wabt (with bulk memory) and imports nothing from the host', async () => {
+    const wabt = await wabtInit();
+    const mod = wabt.readWasm(wasmBytes, { readDebugNames: false, bulk_memory: true });
+    expect(() => mod.validate()).not.toThrow();
+    const text = mod.toText({ foldExprs: false, inlineExport: false });
+    expect(text).not.toMatch(/\(import /);
+    expect(text).toMatch(/\(export "sp_select_batch"/);
+    mod.destroy();
+    expect(WebAssembly.Module.imports(wasmModule())).toEqual([]);
+  });
+
+  it('is small', () => {
+    expect(wasmBytes.byteLength).toBeLessThan(16 * 1024);
+  });
+
+  it('has the struct layout the TypeScript compiler writes (sp_sizeof)', () => {
+    // WasmCore's constructor throws on any mismatch; check the table itself too.
+    const core = new WasmCore({ affinityCapacity: 16 });
+    expect(core).toBeDefined();
+    expect(STRUCT_SIZES).toEqual([96, 32, 32, 24, 24, 24, 20, 40, 16, 48]);
+  });
+
+  it('hashes with murmur3_32 (known vector and agreement with the TypeScript murmur3)', () => {
+    const core = new WasmCore({ affinityCapacity: 16 });
+    // murmur3_32 known answers: "" seed 0 -> 0, "abcd" seed 0 -> 0x43ed676a (reference implementation).
+    expect(murmur3(new Uint8Array(0), 0)).toBe(0);
+    expect(murmur3(new TextEncoder().encode('abcd'), 0)).toBe(0x43ed676a);
+    expect(murmur3(new TextEncoder().encode('Hello, world!'), 1234)).toBe(0xfaf6cdb3);
+    for (let i = 0; i < 200; i++) {
+      const key = new Uint8Array(20).map((_, j) => (i * 31 + j * 7) & 255);
+      key[19] = 0;
+      expect(core.hash20(key, i * 977)).toBe(murmur3(key, i * 977));
+    }
+  });
+});
+
+describe('image validation in the core', () => {
+  it('rejects truncated, mislabelled and inconsistent images with a reason', async () => {
+    const dp = await createDataplane({ node: 'node-a', nodeAddresses: ['192.168.0.1'], tableSeed: 7 });
+    dp.apply(sampleObjects());
+    const good = dp.image as Uint8Array;
+    const core = new WasmCore({ affinityCapacity: 16 });
+    core.attach(good);
+
+    const badMagic = good.slice();
+    badMagic[0] = 0;
+    expect(() => core.attach(badMagic)).toThrow(/bad magic/);
+
+    const badSize = good.slice();
+    new DataView(badSize.buffer).setUint32(HEADER.imageSize, good.byteLength + 8, true);
+    expect(() => core.attach(badSize)).toThrow(/size mismatch/);
+
+    const badSection = good.slice();
+    new DataView(badSection.buffer).setUint32(HEADER.beCount, 1_000_000, true);
+    expect(() => core.attach(badSection)).toThrow(/section runs past/);
+
+    const badCap = good.slice();
+    new DataView(badCap.buffer).setUint32(HEADER.feCap, 3, true);
+    expect(() => core.attach(badCap)).toThrow(/power of two/);
+
+    expect(() => core.attach(good.subarray(0, 50))).toThrow();
+  });
+
+  it('never crashes or reads outside memory on randomly corrupted images', async () => {
+    const dp = await createDataplane({ node: 'node-a', nodeAddresses: ['192.168.0.1'], tableSeed: 7 });
+    dp.apply(sampleObjects());
+    const good = dp.image as Uint8Array;
+    const flows = encodeFlows(
+      Array.from({ length: 64 }, (_, i) => ({ protocol: 'TCP' as const, src: `10.1.${i}.${i}`, sport: 1000 + i, dst: i % 2 ? '10.96.0.10' : '203.0.113.5', dport: i % 2 ? 80 : 80 })),
+    );
+    const core = new WasmCore({ affinityCapacity: 16 });
+    let seed = 12345;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    let attached = 0;
+    for (let round = 0; round < 300; round++) {
+      const img = good.slice();
+      const flips = 1 + rnd(8);
+      for (let i = 0; i < flips; i++) img[rnd(img.length)] = rnd(256);
+      try {
+        core.attach(img);
+      } catch {
+        continue;
+      }
+      attached++;
+      const { flows: fp } = core.batchBuffer(64);
+      core.memory.set(flows, fp);
+      core.selectBatchInPlace(64, 100);
+      const { results } = core.batchBuffer(64);
+      const res = core.memory.subarray(results, results + 64 * RESULT.size);
+      const beCount = new DataView(img.buffer).getUint32(HEADER.beCount, true);
+      for (let i = 0; i < 64; i++) {
+        const v = new DataView(res.buffer, res.byteOffset + i * RESULT.size, RESULT.size);
+        expect(v.getUint8(0)).toBeLessThanOrEqual(3);
+        const be = v.getUint32(8, true);
+        if (be !== 0xffffffff) expect(be).toBeLessThan(beCount);
+      }
+    }
+    expect(attached).toBeGreaterThan(50); // most flips land in data, not structure
+  });
+
+  it('refuses batches outside its memory', () => {
+    const core = new WasmCore({ affinityCapacity: 16 });
+    expect(() => core.selectBatchInPlace(0, 0)).not.toThrow();
+    // A count whose buffers would run past the end of memory is refused by the core itself.
+    const inst = core as unknown as { x: { sp_select_batch(a: number, b: number, c: number, d: number): number } };
+    expect(inst.x.sp_select_batch(0, 0, 0x7fffffff, 0)).toBe(0);
+    expect(inst.x.sp_select_batch(0xfffffff0, 0, 1, 0)).toBe(0);
+    expect(FLOW.size).toBe(40);
+  });
+});
+
+describe('table image', () => {
+  it('is deterministic: same objects in any order and split give identical bytes', async () => {
+    const objs = sampleObjects();
+    const a = await createDataplane({ node: 'node-a', nodeAddresses: ['192.168.0.1'], tableSeed: 3 });
+    a.apply(objs);
+    const b = await createDataplane({ node: 'node-a', nodeAddresses: ['192.168.0.1'], tableSeed: 3 });
+    b.apply([objs[1] as object]);
+    b.apply([objs[0] as object]);
+    expect(Buffer.from(b.image as Uint8Array).equals(Buffer.from(a.image as Uint8Array))).toBe(true);
+    const c = await createDataplane({ node: 'node-a', nodeAddresses: ['192.168.0.1'], tableSeed: 4 });
+    c.apply(objs);
+    expect(Buffer.from(c.image as Uint8Array).equals(Buffer.from(a.image as Uint8Array))).toBe(false);
+  });
+
+  it('uses the smallest Maglev entry width and the prime >= 100 x backends', async () => {
+    const dp = await createDataplane({ node: 'node-a', nodeAddresses: ['192.168.0.1'], tableSeed: 3 });
+    dp.apply(sampleObjects());
+    const view = dp.tables as ImageView;
+    const fe = [...view.frontends()].find((f) => f.kind === 'ClusterIP');
+    expect(fe).toBeDefined();
+    const list = view.list(view.service(fe?.svc ?? 0).listInternal);
+    expect(list.beCount).toBe(300);
+    expect(list.maglevSize).toBe(32749); // 100 x 300 = 30000 -> 32749
+    expect(list.maglevWidth).toBe(2); // 300 backends do not fit u8
+    const counts = new Array<number>(300).fill(0);
+    for (let s = 0; s < list.maglevSize; s++) counts[view.maglevEntry(list, s)]++;
+    // Maglev with M > 100 N keeps every backend's share close to M/N (~109 slots here).
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(100);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(111);
+  });
+});

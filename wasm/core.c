@@ -6,9 +6,7 @@
  * Every offset taken from the image is checked once in sp_attach; the only per-flow check left is the
  * Maglev entry against its list length, which is cheaper than scanning every table at attach.
  */
-#include "svcplane.h"
-
-#define EXPORT(name) __attribute__((export_name(#name))) name
+#include "platform.h"
 
 /* ---- hashing: murmur3_32 over five 32-bit words (a 16-byte address and one word) ---- */
 
@@ -56,12 +54,6 @@ static inline int addr_eq(const u8 *a, const u8 *b) {
 
 static inline void addr_copy(u8 *dst, const u8 *src) { __builtin_memcpy(dst, src, 16); }
 
-/* ---- memory bounds: every pointer from the host is checked against linear memory ---- */
-
-static inline u64 memory_bytes(void) { return (u64)__builtin_wasm_memory_size(0) << 16; }
-
-static inline int in_memory(u32 ptr, u64 len) { return (u64)ptr + len <= memory_bytes(); }
-
 /* ---- the attached image ---- */
 
 static struct {
@@ -108,7 +100,7 @@ static i32 check_tables(const struct sp_header *h, const u8 *base) {
 i32 EXPORT(sp_attach)(u32 ptr, u32 len) {
   if (ptr % 8 != 0 || !in_memory(ptr, len)) return E_BOUNDS;
   if (len < sizeof(struct sp_header)) return E_SIZE;
-  const u8 *base = (const u8 *)(__SIZE_TYPE__)ptr;
+  const u8 *base = mem_at(ptr);
   const struct sp_header *h = (const struct sp_header *)base;
   if (h->magic != SP_MAGIC) return E_MAGIC;
   if (h->version != SP_VERSION) return E_VERSION;
@@ -151,7 +143,7 @@ static struct {
 i32 EXPORT(sp_affinity_init)(u32 ptr, u32 capacity, u32 seed) {
   if (capacity == 0 || (capacity & (capacity - 1)) != 0) return E_CAPACITY;
   if (ptr % 8 != 0 || !in_memory(ptr, (u64)capacity * sizeof(struct sp_affinity))) return E_BOUNDS;
-  aff.slots = (struct sp_affinity *)(__SIZE_TYPE__)ptr;
+  aff.slots = (struct sp_affinity *)mem_at(ptr);
   aff.mask = capacity - 1;
   aff.seed = seed;
   __builtin_memset(aff.slots, 0, (__SIZE_TYPE__)capacity * sizeof(struct sp_affinity));
@@ -308,8 +300,8 @@ u32 EXPORT(sp_select_batch)(u32 flows, u32 results, u32 count, u32 now) {
   if (flows % 4 != 0 || results % 4 != 0) return 0;
   if (!in_memory(flows, (u64)count * sizeof(struct sp_flow)) || !in_memory(results, (u64)count * sizeof(struct sp_result)))
     return 0;
-  const struct sp_flow *f = (const struct sp_flow *)(__SIZE_TYPE__)flows;
-  struct sp_result *r = (struct sp_result *)(__SIZE_TYPE__)results;
+  const struct sp_flow *f = (const struct sp_flow *)mem_at(flows);
+  struct sp_result *r = (struct sp_result *)mem_at(results);
   for (u32 i = 0; i < count; i++) select_one(&f[i], &r[i], now);
   return count;
 }
@@ -319,12 +311,11 @@ u32 EXPORT(sp_select_batch)(u32 flows, u32 results, u32 count, u32 now) {
 /* The frontend-map hash, so the compiler places entries with exactly the function lookups use. */
 u32 EXPORT(sp_hash20)(u32 ptr, u32 seed) {
   if (!in_memory(ptr, 20)) return 0;
-  const u8 *p = (const u8 *)(__SIZE_TYPE__)ptr;
+  const u8 *p = mem_at(ptr);
   return hash_addr_word(p, ld32(p + 16), seed);
 }
 
-extern u8 __heap_base;
-u32 EXPORT(sp_heap_base)(void) { return (u32)(__SIZE_TYPE__)&__heap_base; }
+u32 EXPORT(sp_heap_base)(void) { return heap_base(); }
 
 u32 EXPORT(sp_abi_version)(void) { return SP_VERSION; }
 

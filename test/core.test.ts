@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import wabtInit from 'wabt';
-import { WASM_PATH, WasmCore, wasmModule } from '../src/engine/wasm.js';
+import { WASM_PATH, createWasmCore, wasmModule } from '../src/engine/core.js';
 import { STRUCT_SIZES, HEADER, FLOW, RESULT } from '../src/compile/layout.js';
 import { createDataplane, encodeFlows } from '../src/engine/dataplane.js';
 import { murmur3 } from '../src/compile/murmur3.js';
@@ -48,14 +48,14 @@ describe('wasm module', () => {
   });
 
   it('has the struct layout the TypeScript compiler writes (sp_sizeof)', () => {
-    // WasmCore's constructor throws on any mismatch; check the table itself too.
-    const core = new WasmCore({ affinityCapacity: 16 });
+    // Core's constructor throws on any mismatch; check the table itself too.
+    const core = createWasmCore({ affinityCapacity: 16 });
     expect(core).toBeDefined();
     expect(STRUCT_SIZES).toEqual([96, 32, 32, 24, 24, 24, 20, 40, 16, 48]);
   });
 
   it('hashes with murmur3_32 (known vector and agreement with the TypeScript murmur3)', () => {
-    const core = new WasmCore({ affinityCapacity: 16 });
+    const core = createWasmCore({ affinityCapacity: 16 });
     // murmur3_32 known answers: "" seed 0 -> 0, "abcd" seed 0 -> 0x43ed676a (reference implementation).
     expect(murmur3(new Uint8Array(0), 0)).toBe(0);
     expect(murmur3(new TextEncoder().encode('abcd'), 0)).toBe(0x43ed676a);
@@ -73,7 +73,7 @@ describe('image validation in the core', () => {
     const dp = await createDataplane({ node: 'node-a', nodeAddresses: ['192.168.0.1'], tableSeed: 7 });
     dp.apply(sampleObjects());
     const good = dp.image as Uint8Array;
-    const core = new WasmCore({ affinityCapacity: 16 });
+    const core = createWasmCore({ affinityCapacity: 16 });
     core.attach(good);
 
     const badMagic = good.slice();
@@ -102,7 +102,7 @@ describe('image validation in the core', () => {
     const flows = encodeFlows(
       Array.from({ length: 64 }, (_, i) => ({ protocol: 'TCP' as const, src: `10.1.${i}.${i}`, sport: 1000 + i, dst: i % 2 ? '10.96.0.10' : '203.0.113.5', dport: i % 2 ? 80 : 80 })),
     );
-    const core = new WasmCore({ affinityCapacity: 16 });
+    const core = createWasmCore({ affinityCapacity: 16 });
     let seed = 12345;
     const rnd = (n: number): number => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
@@ -136,7 +136,7 @@ describe('image validation in the core', () => {
   });
 
   it('refuses batches outside its memory', () => {
-    const core = new WasmCore({ affinityCapacity: 16 });
+    const core = createWasmCore({ affinityCapacity: 16 });
     expect(() => core.selectBatchInPlace(0, 0)).not.toThrow();
     // A count whose buffers would run past the end of memory is refused by the core itself.
     const inst = core as unknown as { x: { sp_select_batch(a: number, b: number, c: number, d: number): number } };
@@ -171,7 +171,7 @@ describe('table image', () => {
     expect(list.maglevSize).toBe(32749); // 100 x 300 = 30000 -> 32749
     expect(list.maglevWidth).toBe(2); // 300 backends do not fit u8
     const counts = new Array<number>(300).fill(0);
-    for (let s = 0; s < list.maglevSize; s++) counts[view.maglevEntry(list, s)]++;
+    for (let s = 0; s < list.maglevSize; s++) counts[view.maglevEntry(list, s)] = (counts[view.maglevEntry(list, s)] ?? 0) + 1;
     // Maglev with M > 100 N keeps every backend's share close to M/N (~109 slots here).
     expect(Math.min(...counts)).toBeGreaterThanOrEqual(100);
     expect(Math.max(...counts)).toBeLessThanOrEqual(111);

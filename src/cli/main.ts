@@ -11,7 +11,7 @@ import { createDataplane, openImage, type Selection, type Selector } from '../en
 import { ImageError } from '../compile/view.js';
 import { MAGIC } from '../compile/layout.js';
 import { type Dump, dumpTables } from '../dump.js';
-import { CoreError } from '../engine/wasm.js';
+import { CoreError } from '../engine/core.js';
 
 export interface Io {
   stdout: (s: string) => void;

@@ -7,7 +7,7 @@ import { type NodeContext, nodeContext, planCluster } from '../control/semantics
 import { compileImage } from '../compile/image.js';
 import { ImageView, type BackendView, type FrontendView, type ServiceView } from '../compile/view.js';
 import { DEFAULT_CLUSTER_SEED, FLOW, NONE, REASONS, RESULT, R_AFFINITY, VERDICTS, type Verdict } from '../compile/layout.js';
-import { WasmCore } from './wasm.js';
+import { type Core, createWasmCore } from './core.js';
 
 export type EngineName = 'auto' | 'wasm' | 'native';
 
@@ -104,13 +104,13 @@ export function encodeFlows(flows: readonly Omit<Flow, 'now'>[]): Uint8Array {
 /** Selection over a compiled image: what `svcplane dump IMAGE` and `trace IMAGE` need, and the base of Dataplane. */
 export class Selector {
   readonly engine: 'wasm';
-  protected readonly core: WasmCore;
+  protected readonly core: Core;
   protected view: ImageView | undefined;
   private readonly flowBuf = new Uint8Array(FLOW.size);
 
   constructor(opts: { engine?: EngineName; affinityCapacity?: number }) {
     this.engine = resolveEngine(opts.engine ?? 'auto');
-    this.core = new WasmCore({ affinityCapacity: opts.affinityCapacity });
+    this.core = createWasmCore({ affinityCapacity: opts.affinityCapacity });
   }
 
   /** Attaches a compiled image (e.g. from `svcplane compile`); throws ImageError/CoreError when malformed. */

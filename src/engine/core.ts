@@ -1,4 +1,6 @@
-// Loads the WebAssembly core and owns its linear memory. Layout above the core's own data (__heap_base):
+// The core as the TypeScript side drives it, whichever engine runs it: the WebAssembly module, or the
+// native addon (which exports the same functions over a host buffer). Core owns the memory layout above
+// the core's own data (sp_heap_base):
 //
 //   [affinity table][single-flow scratch][batch buffer][image]
 //
@@ -9,8 +11,9 @@
 import { readFileSync } from 'node:fs';
 import { FLOW, RESULT, AFFINITY_ENTRY_SIZE, STRUCT_SIZES } from '../compile/layout.js';
 
-interface CoreExports {
-  memory: WebAssembly.Memory;
+/** What an engine provides: the C core's exports and its memory (WebAssembly.Memory or an equivalent). */
+export interface CoreExports {
+  memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   sp_attach(ptr: number, len: number): number;
   sp_detach(): void;
   sp_affinity_init(ptr: number, capacity: number, seed: number): number;
@@ -45,18 +48,26 @@ const ATTACH_ERRORS: Record<number, string> = {
 
 export class CoreError extends Error {}
 
+/** A core running on a fresh instance of the WebAssembly module. */
+export function createWasmCore(opts: CoreOptions = {}): Core {
+  const instance = new WebAssembly.Instance(wasmModule(), {});
+  return new Core('wasm', instance.exports as unknown as CoreExports, opts);
+}
+
 const PAGE = 65536;
 const align8 = (n: number): number => (n + 7) & ~7;
 
-export interface WasmCoreOptions {
+export type EngineKind = 'wasm' | 'native';
+
+export interface CoreOptions {
   /** Affinity table capacity (entries, rounded up to a power of two). */
   affinityCapacity?: number;
   /** Per-instance seed for the affinity table placement; random by default. */
   stateSeed?: number;
 }
 
-export class WasmCore {
-  readonly kind = 'wasm' as const;
+export class Core {
+  readonly kind: EngineKind;
   private readonly x: CoreExports;
   private u8: Uint8Array;
   private readonly scratch: number; // one flow + one result, for single selects and hashing
@@ -66,9 +77,9 @@ export class WasmCore {
   private imageCap = 0;
   private top: number; // first free byte
 
-  constructor(opts: WasmCoreOptions = {}) {
-    const instance = new WebAssembly.Instance(wasmModule(), {});
-    this.x = instance.exports as unknown as CoreExports;
+  constructor(kind: EngineKind, exports: CoreExports, opts: CoreOptions = {}) {
+    this.kind = kind;
+    this.x = exports;
     this.u8 = new Uint8Array(this.x.memory.buffer);
     for (let i = 0; i < STRUCT_SIZES.length; i++) {
       if (this.x.sp_sizeof(i) !== STRUCT_SIZES[i]) throw new CoreError(`core ABI mismatch: struct ${i} is ${this.x.sp_sizeof(i)} bytes in C, ${STRUCT_SIZES[i]} in TypeScript`);

@@ -69,10 +69,12 @@ type HintMode = 'none' | 'zones' | 'partial' | 'nodes';
 
 interface SliceSpec {
   svc: number;
-  family: 'IPv4' | 'IPv6';
-  /** Which slice of that service and family (part of the name). */
+  /** Which slice of that service (its name); even slices carry the service's primary family, odd ones its
+   * secondary family (the primary one for single-stack services), unless `family` overrides. */
   n: number;
-  /** Service port references; `otherProto` flips the protocol so the port does not match. */
+  family: 'IPv4' | 'IPv6' | undefined;
+  /** Service port references (modulo the service's port count); `otherProto` flips the protocol so the
+   * port does not match. */
   ports: { ref: number; otherProto: boolean; port: number | null }[];
   count: number;
   offset: number;
@@ -93,21 +95,22 @@ const svcSpecArb: fc.Arbitrary<SvcSpec> = fc.record({
   ports: fc.uniqueArray(portSpecArb, { minLength: 1, maxLength: 3, selector: (p) => `${p.protocol}/${p.port}` }),
   unnamed: fc.boolean(),
   affinity: fc.oneof(
-    { weight: 3, arbitrary: fc.constant(undefined) },
-    { weight: 3, arbitrary: fc.integer({ min: 1, max: 20 }) },
+    { weight: 2, arbitrary: fc.constant(undefined) },
+    { weight: 4, arbitrary: fc.integer({ min: 1, max: 20 }) },
     { weight: 1, arbitrary: fc.constant(0) },
   ),
   itp: fc.constantFrom<'Cluster' | 'Local' | undefined>(undefined, 'Cluster', 'Local'),
   etp: fc.constantFrom<'Cluster' | 'Local' | undefined>(undefined, 'Cluster', 'Local', 'Local'),
-  sourceRanges: fc.oneof(fc.constant([]), fc.uniqueArray(fc.constantFrom(...SOURCE_RANGES), { minLength: 1, maxLength: 3 })),
+  sourceRanges: fc.oneof(fc.constant<string[]>([]), fc.uniqueArray(fc.constantFrom(...SOURCE_RANGES), { minLength: 1, maxLength: 3 })),
   ingress: fc.uniqueArray(
     fc.record({ ip: fc.constantFrom(...LB_IPS), ipMode: fc.constantFrom<'VIP' | 'Proxy' | undefined>(undefined, 'VIP', 'Proxy') }),
     { maxLength: 2, selector: (i) => i.ip },
   ),
-  externalIPs: fc.oneof({ weight: 2, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.uniqueArray(fc.constantFrom(...EXTERNAL_IPS), { maxLength: 2 }) }),
+  externalIPs: fc.oneof({ weight: 2, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.uniqueArray(fc.constantFrom(...EXTERNAL_IPS), { maxLength: 2 }) }),
 });
 
-function sliceSpecArb(services: number, big: boolean): fc.Arbitrary<SliceSpec> {
+/** Slices of service `svc` (an integer in [svc.min, svc.max]). */
+function sliceSpecArb(svc: { min: number; max: number }, big: boolean): fc.Arbitrary<SliceSpec> {
   const count = big
     ? fc.oneof(
         { weight: 8, arbitrary: fc.integer({ min: 0, max: 12 }) },
@@ -116,16 +119,18 @@ function sliceSpecArb(services: number, big: boolean): fc.Arbitrary<SliceSpec> {
       )
     : fc.integer({ min: 0, max: 12 });
   return fc.record({
-    svc: fc.integer({ min: 0, max: Math.max(0, services - 1) }),
-    family: fc.constantFrom<'IPv4' | 'IPv6'>('IPv4', 'IPv4', 'IPv6'),
-    n: fc.integer({ min: 0, max: 1 }),
-    ports: fc.uniqueArray(
-      fc.record({
-        ref: fc.integer({ min: 0, max: 2 }),
-        otherProto: fc.oneof({ weight: 9, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
-        port: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 8000, max: 8010 }) }, { weight: 1, arbitrary: fc.constant(null) }),
-      }),
-      { minLength: 1, maxLength: 3, selector: (p) => p.ref },
+    svc: fc.integer(svc),
+    n: fc.integer({ min: 0, max: 3 }),
+    family: fc.oneof({ weight: 9, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom<'IPv4' | 'IPv6'>('IPv4', 'IPv6') }),
+    ports: fc.oneof({ weight: 3, arbitrary: fc.constant(3) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }).chain((n) =>
+      fc.uniqueArray(
+        fc.record({
+          ref: fc.integer({ min: 0, max: 2 }),
+          otherProto: fc.oneof({ weight: 19, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+          port: fc.oneof({ weight: 19, arbitrary: fc.integer({ min: 8000, max: 8010 }) }, { weight: 1, arbitrary: fc.constant(null) }),
+        }),
+        { minLength: n, maxLength: n, selector: (p) => p.ref },
+      ),
     ),
     count,
     offset: fc.constantFrom(0, 5, 200),
@@ -148,7 +153,7 @@ function prng(seed: number): () => number {
 }
 
 const other = (p: Protocol): Protocol => (p === 'TCP' ? 'UDP' : p === 'UDP' ? 'SCTP' : 'TCP');
-const portName = (s: SvcSpec, ref: number): string => (s.unnamed && s.ports.length === 1 ? '' : `p${ref}`);
+const portName = (s: SvcSpec, ref: number): string => (ref === 0 && s.unnamed && s.ports.length === 1 ? '' : `p${ref}`);
 
 function clusterIPs(i: number, stack: Stack): { clusterIP: string; clusterIPs?: string[]; ipFamilies?: ('IPv4' | 'IPv6')[] } {
   const v4 = `10.96.0.${i + 1}`;
@@ -200,20 +205,34 @@ function serviceObject(i: number, s: SvcSpec): Service {
   return svc;
 }
 
-const sliceName = (s: SliceSpec): string => `svc${s.svc}-${s.family === 'IPv4' ? 'v4' : 'v6'}-${s.n}`;
+const sliceName = (s: SliceSpec): string => `svc${s.svc}-${s.n}`;
+
+function sliceFamily(s: SliceSpec, svc: SvcSpec | undefined): 'IPv4' | 'IPv6' {
+  if (s.family) return s.family;
+  const stack = svc?.stack ?? 'v4';
+  const primary = stack === 'v4' || stack === 'dual4' ? 'IPv4' : 'IPv6';
+  if (s.n % 2 === 0 || stack === 'v4' || stack === 'v6') return primary;
+  return primary === 'IPv4' ? 'IPv6' : 'IPv4';
+}
 
 function sliceObject(s: SliceSpec, svc: SvcSpec | undefined): EndpointSlice {
   const r = prng(s.seed);
-  const ports = s.ports.map((p) => {
-    const sp = svc?.ports[p.ref];
+  const family = sliceFamily(s, svc);
+  const ports: { name: string; protocol: Protocol; port: number | null }[] = [];
+  const seen = new Set<number>();
+  for (const p of s.ports) {
+    const ref = svc ? p.ref % svc.ports.length : p.ref;
+    if (seen.has(ref)) continue;
+    seen.add(ref);
+    const sp = svc?.ports[ref];
     const proto: Protocol = sp ? (p.otherProto ? other(sp.protocol) : sp.protocol) : 'TCP';
-    return { name: svc ? portName(svc, p.ref) : `p${p.ref}`, protocol: proto, port: p.port };
-  });
+    ports.push({ name: svc ? portName(svc, ref) : `p${ref}`, protocol: proto, port: p.port });
+  }
   const endpoints: Endpoint[] = [];
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
   for (let i = 0; i < s.count; i++) {
     const k = s.offset + i;
-    const address = s.family === 'IPv4' ? `10.244.${(k >> 8) & 255}.${k & 255}` : `fd00:244::${k.toString(16)}`;
+    const address = family === 'IPv4' ? `10.244.${(k >> 8) & 255}.${k & 255}` : `fd00:244::${k.toString(16)}`;
     const ep: Endpoint = { addresses: [address] };
     switch (s.cond) {
       case 'ready':
@@ -244,7 +263,7 @@ function sliceObject(s: SliceSpec, svc: SvcSpec | undefined): EndpointSlice {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
     metadata: { name: sliceName(s), namespace: 'default', labels: { 'kubernetes.io/service-name': `svc${s.svc}` } },
-    addressType: s.family,
+    addressType: family,
     ports,
     endpoints,
   };
@@ -264,11 +283,21 @@ interface ClusterSpec {
   slices: SliceSpec[];
 }
 
-function clusterArb(opts: { maxServices: number; maxSlices: number; big: boolean }): fc.Arbitrary<ClusterSpec> {
+function clusterArb(opts: { maxServices: number; slicesPerService: number; big: boolean }): fc.Arbitrary<ClusterSpec> {
   return fc.array(svcSpecArb, { minLength: 1, maxLength: opts.maxServices }).chain((services) =>
     fc
-      .uniqueArray(sliceSpecArb(services.length, opts.big), { maxLength: opts.maxSlices, selector: sliceName })
-      .map((slices) => ({ services, slices })),
+      .tuple(
+        ...services.map((_, i) =>
+          fc.oneof(
+            { weight: 1, arbitrary: fc.constant<SliceSpec[]>([]) },
+            {
+              weight: 6,
+              arbitrary: fc.uniqueArray(sliceSpecArb({ min: i, max: i }, opts.big), { minLength: 1, maxLength: opts.slicesPerService, selector: sliceName }),
+            },
+          ),
+        ),
+      )
+      .map((perService) => ({ services, slices: perService.flat() })),
   );
 }
 
@@ -297,9 +326,10 @@ const flowSpecArb: fc.Arbitrary<FlowSpec> = fc.record({
     { weight: 1, arbitrary: fc.constant('nearProto' as const) },
     { weight: 3, arbitrary: fc.constant('random' as const) },
   ),
-  pick: fc.nat(),
+  // Small picks concentrate flows on a few frontends and clients, so that affinity entries get reused.
+  pick: fc.oneof(fc.nat({ max: 3 }), fc.nat()),
   client: fc.oneof(
-    { weight: 6, arbitrary: fc.record({ pool: fc.nat() }) },
+    { weight: 6, arbitrary: fc.record({ pool: fc.oneof(fc.nat({ max: 2 }), fc.nat()) }) },
     { weight: 1, arbitrary: fc.record({ bytes: fc.array(fc.nat({ max: 255 }), { minLength: 16, maxLength: 16 }) }) },
   ),
   sport: fc.oneof(fc.constantFrom(1024, 40000, 40001, 65535, 0), fc.integer({ min: 0, max: 65535 })),
@@ -441,13 +471,13 @@ interface Step {
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ op: fc.constant('service' as const), idx: fc.integer({ min: 0, max: 7 }), spec: svcSpecArb }) },
-  { weight: 5, arbitrary: fc.record({ op: fc.constant('slice' as const), spec: sliceSpecArb(8, true) }) },
+  { weight: 5, arbitrary: fc.record({ op: fc.constant('slice' as const), spec: sliceSpecArb({ min: 0, max: 7 }, true) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteSlice' as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteService' as const), pick: fc.nat() }) },
 );
 
 const stepArb: fc.Arbitrary<Step> = fc.record({
-  mutations: fc.oneof({ weight: 1, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }),
+  mutations: fc.oneof({ weight: 1, arbitrary: fc.constant<Mutation[]>([]) }, { weight: 1, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }),
   dt: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 4 }) }, { weight: 2, arbitrary: fc.integer({ min: 5, max: 30 }) }),
   flows: fc.array(flowSpecArb, { maxLength: 40 }),
 });
@@ -463,7 +493,7 @@ interface Scenario {
 }
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
-  cluster: clusterArb({ maxServices: 8, maxSlices: 10, big: true }),
+  cluster: clusterArb({ maxServices: 8, slicesPerService: 3, big: true }),
   steps: fc.array(stepArb, { minLength: 1, maxLength: 6 }),
   // Mostly ordinary times; sometimes near the top of u32 so that expiries saturate.
   start: fc.oneof({ weight: 5, arbitrary: fc.integer({ min: 0, max: 1_000_000 }) }, { weight: 1, arbitrary: fc.integer({ min: NOW_MAX - 120, max: NOW_MAX }) }),
@@ -471,8 +501,10 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   tableSeed: fc.nat(),
 });
 
-async function newDataplane(clusterSeed: number, tableSeed: number): Promise<Dataplane> {
-  return createDataplane({ node: NODE, nodeAddresses: NODE_ADDRESSES, zone: 'zone-a', clusterSeed, tableSeed, engine: 'wasm' });
+/** A dataplane for node-a. The affinity table keeps its default capacity (65536) unless a test that never
+ * selects asks for a small one (a fresh 3 MB table costs ~30 ms per instance). */
+async function newDataplane(clusterSeed: number, tableSeed: number, affinityCapacity?: number): Promise<Dataplane> {
+  return createDataplane({ node: NODE, nodeAddresses: NODE_ADDRESSES, zone: 'zone-a', clusterSeed, tableSeed, engine: 'wasm', affinityCapacity });
 }
 
 /** Plays a scenario; returns the first batch's mismatches (empty when core and reference agree throughout). */
@@ -571,7 +603,7 @@ describe('differential: wasm core vs TypeScript reference', () => {
           affinity: undefined, itp: undefined, etp: undefined, sourceRanges: [], ingress: [{ ip: '198.51.100.1', ipMode: undefined }], externalIPs: [],
         },
       ],
-      slices: [{ svc: 0, family: 'IPv4', n: 0, ports: [{ ref: 0, otherProto: false, port: 8080 }], count: 40, offset: 0, cond: 'ready', hints: 'none', seed: 1 }],
+      slices: [{ svc: 0, n: 0, family: undefined, ports: [{ ref: 0, otherProto: false, port: 8080 }], count: 40, offset: 0, cond: 'ready', hints: 'none', seed: 1 }],
     };
     const dp = await newDataplane(1, 2);
     expect(dp.apply(clusterObjects(cluster))).toEqual([]);
@@ -594,21 +626,21 @@ describe('image determinism', () => {
     const nodeB = nodeObject('node-b', 'zone-b', ['192.168.10.12', 'fd00:10::12']);
     await fc.assert(
       fc.asyncProperty(
-        clusterArb({ maxServices: 6, maxSlices: 8, big: false }),
+        clusterArb({ maxServices: 6, slicesPerService: 3, big: false }),
         fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 32, maxLength: 32 }),
         fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 5 }),
         fc.nat(),
         fc.nat({ max: 3 }),
         async (cluster, keys, chunks, tableSeed, duplicates) => {
           const objects: (Service | EndpointSlice | Node)[] = [...clusterObjects(cluster), nodeA, nodeB];
-          const a = await createDataplane({ node: NODE, tableSeed, engine: 'wasm' });
+          const a = await createDataplane({ node: NODE, tableSeed, engine: 'wasm', affinityCapacity: 64 });
           expect(a.apply(objects)).toEqual([]);
           // Shuffle (sort by random keys), re-apply some objects twice, apply in chunks.
           const order = objects.map((o, i) => ({ o, k: keys[i % keys.length] as number, i })).sort((x, y) => x.k - y.k || x.i - y.i);
           if (order.some((x, i) => x.i !== i)) shuffledRuns++;
           const shuffled = order.map((x) => x.o);
           for (let d = 0; d < duplicates && shuffled.length > 0; d++) shuffled.push(shuffled[(d * 7) % shuffled.length] as Service);
-          const b = await createDataplane({ node: NODE, tableSeed, engine: 'wasm' });
+          const b = await createDataplane({ node: NODE, tableSeed, engine: 'wasm', affinityCapacity: 64 });
           let at = 0;
           let calls = 0;
           for (const size of chunks) {
@@ -662,8 +694,8 @@ describe('reference frontend probe', () => {
     let displaced = 0;
     let total = 0;
     await fc.assert(
-      fc.asyncProperty(clusterArb({ maxServices: 8, maxSlices: 4, big: false }), fc.nat(), async (cluster, tableSeed) => {
-        const dp = await newDataplane(0x53564350, tableSeed);
+      fc.asyncProperty(clusterArb({ maxServices: 8, slicesPerService: 2, big: false }), fc.nat(), async (cluster, tableSeed) => {
+        const dp = await newDataplane(0x53564350, tableSeed, 64);
         expect(dp.apply(clusterObjects(cluster))).toEqual([]);
         const r = checkProbes(dp.tables as ImageView, new ReferenceSelector(dp.image as Uint8Array));
         displaced += r.displaced;
@@ -686,7 +718,7 @@ describe('reference frontend probe', () => {
       });
     }
     for (let seed = 0; seed < 20; seed++) {
-      const dp = await newDataplane(0x53564350, seed);
+      const dp = await newDataplane(0x53564350, seed, 64);
       expect(dp.apply(clusterObjects({ services, slices: [] }))).toEqual([]);
       const view = dp.tables as ImageView;
       const r = checkProbes(view, new ReferenceSelector(dp.image as Uint8Array));

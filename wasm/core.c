@@ -64,6 +64,7 @@ static struct {
   const struct sp_backend *be;
   const u8 *mg;
   const struct sp_source_range *sr;
+  const struct sp_source_range *ls;
   u32 fe_mask;
 } img;
 
@@ -81,7 +82,9 @@ static i32 check_tables(const struct sp_header *h, const u8 *base) {
     if (fe[i].kind > FE_EXTERNAL_IP || fe[i].svc >= h->svc_count || fe[i].revnat >= h->rn_count) return E_FRONTEND;
   }
   for (u32 i = 0; i < h->svc_count; i++) {
-    if (svc[i].list_internal >= h->list_count || svc[i].list_external >= h->list_count) return E_SERVICE;
+    if (svc[i].list_internal >= h->list_count || svc[i].list_external >= h->list_count ||
+        svc[i].list_cluster >= h->list_count)
+      return E_SERVICE;
     if ((u64)svc[i].sr_start + svc[i].sr_count > h->sr_count) return E_SERVICE;
   }
   for (u32 i = 0; i < h->list_count; i++) {
@@ -113,6 +116,7 @@ i32 EXPORT(sp_attach)(u32 ptr, u32 len) {
       !section_ok(h, h->mg_off, h->mg_bytes, 1) ||
       !section_ok(h, h->rn_off, h->rn_count, sizeof(struct sp_revnat)) ||
       !section_ok(h, h->sr_off, h->sr_count, sizeof(struct sp_source_range)) ||
+      !section_ok(h, h->ls_off, h->ls_count, sizeof(struct sp_source_range)) ||
       !section_ok(h, h->str_off, h->str_bytes, 1))
     return E_SECTION;
   i32 rc = check_tables(h, base);
@@ -124,6 +128,7 @@ i32 EXPORT(sp_attach)(u32 ptr, u32 len) {
   img.be = (const struct sp_backend *)(base + h->be_off);
   img.mg = base + h->mg_off;
   img.sr = (const struct sp_source_range *)(base + h->sr_off);
+  img.ls = (const struct sp_source_range *)(base + h->ls_off);
   img.fe_mask = h->fe_cap - 1;
   return E_OK;
 }
@@ -221,11 +226,9 @@ static inline int prefix_match(const u8 *addr, const u8 *net, u32 prefix) {
   return (addr[full] & mask) == net[full];
 }
 
-static int source_allowed(const struct sp_service *svc, const u8 *src) {
-  for (u32 i = 0; i < svc->sr_count; i++) {
-    const struct sp_source_range *r = &img.sr[svc->sr_start + i];
-    if (prefix_match(src, r->addr, r->prefix > 128 ? 128 : r->prefix)) return 1;
-  }
+static int in_ranges(const struct sp_source_range *r, u32 count, const u8 *addr) {
+  for (u32 i = 0; i < count; i++)
+    if (prefix_match(addr, r[i].addr, r[i].prefix > 128 ? 128 : r[i].prefix)) return 1;
   return 0;
 }
 
@@ -245,6 +248,7 @@ static void select_one(const struct sp_flow *f, struct sp_result *r, u32 now) {
   r->frontend = SP_NONE;
   r->backend = SP_NONE;
   r->slot = SP_NONE;
+  r->list = 0;
   r->pad = 0;
   if (!img.hdr) return verdict(r, V_PASS, R_NO_IMAGE);
 
@@ -254,12 +258,22 @@ static void select_one(const struct sp_flow *f, struct sp_result *r, u32 now) {
   r->frontend = fe_slot;
 
   const struct sp_service *svc = &img.svc[fe->svc];
-  if ((fe->flags & FE_F_SOURCE_RANGES) && !source_allowed(svc, f->src)) return verdict(r, V_DROP, R_SOURCE_RANGE);
+  if ((fe->flags & FE_F_SOURCE_RANGES) && !in_ranges(img.sr + svc->sr_start, svc->sr_count, f->src))
+    return verdict(r, V_DROP, R_SOURCE_RANGE);
 
-  int external = (fe->flags & FE_F_EXTERNAL) != 0;
-  const struct sp_list *l = &img.list[external ? svc->list_external : svc->list_internal];
+  /* ClusterIP uses the internal list, the other frontends the external one; with eTP=Local, traffic from
+   * this node or its pods is short-circuited to the cluster list (kube-proxy's --src-type LOCAL rule). */
+  u32 which = (fe->flags & FE_F_EXTERNAL) ? LIST_USED_EXTERNAL : LIST_USED_INTERNAL;
+  if (which == LIST_USED_EXTERNAL && (svc->flags & SVC_F_EXTERNAL_LOCAL) && in_ranges(img.ls, img.hdr->ls_count, f->src))
+    which = LIST_USED_LOCAL_SOURCE;
+  r->list = (u8)which;
+  const struct sp_list *l = &img.list[which == LIST_USED_INTERNAL   ? svc->list_internal
+                                      : which == LIST_USED_EXTERNAL ? svc->list_external
+                                                                    : svc->list_cluster];
   if (l->be_count == 0) {
-    u32 drop = svc->empty & (external ? SVC_EMPTY_EXTERNAL_DROP : SVC_EMPTY_INTERNAL_DROP);
+    u32 drop = which == LIST_USED_INTERNAL   ? svc->empty & SVC_EMPTY_INTERNAL_DROP
+               : which == LIST_USED_EXTERNAL ? svc->empty & SVC_EMPTY_EXTERNAL_DROP
+                                             : 0; /* an empty cluster list means no endpoints at all */
     return drop ? verdict(r, V_DROP, R_NO_LOCAL_ENDPOINTS) : verdict(r, V_REJECT, R_NO_ENDPOINTS);
   }
 

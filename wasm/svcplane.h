@@ -17,7 +17,7 @@ typedef int i32;
 #define SP_MAGIC 0x50435653u /* "SVCP" */
 #define SP_VERSION 1u
 
-struct sp_header {            /* 96 bytes at offset 0 */
+struct sp_header {            /* 104 bytes at offset 0 */
   u32 magic, version, image_size;
   u32 flow_seed;              /* cluster-wide: flow hash and Maglev permutations */
   u32 table_seed;             /* placement in the frontend hash map */
@@ -30,6 +30,7 @@ struct sp_header {            /* 96 bytes at offset 0 */
   u32 sr_off, sr_count;
   u32 str_off, str_bytes;
   u32 node_name, node_zone;   /* string-table offsets */
+  u32 ls_off, ls_count;       /* local sources (sp_source_range): node addresses, loopback, pod CIDRs */
 };
 
 /* Frontend hash map slot: open addressing, linear probing, capacity a power of two. */
@@ -53,15 +54,17 @@ struct sp_frontend {          /* 32 bytes */
 #define SVC_F_IPV6 8u
 #define SVC_EMPTY_INTERNAL_DROP 1u /* else reject */
 #define SVC_EMPTY_EXTERNAL_DROP 2u
-struct sp_service {           /* 32 bytes */
+struct sp_service {           /* 40 bytes */
   u32 flags;
   u32 affinity_timeout;       /* seconds */
   u32 name, port_name;        /* string-table offsets ("ns/name", port name) */
   u32 list_internal, list_external;
+  u32 list_cluster;           /* eTP=Local: external traffic from a local source uses the cluster list */
   u32 sr_start;
   u16 sr_count;
   u8 empty;                   /* SVC_EMPTY_* */
   u8 proto;
+  u32 pad;
 };
 
 /* A backend list: a contiguous range of the backend array plus its Maglev table. */
@@ -121,10 +124,12 @@ enum {
   R_NO_IMAGE = 7              /* pass: nothing attached */
 };
 #define SP_NONE 0xffffffffu
+enum { LIST_USED_INTERNAL = 0, LIST_USED_EXTERNAL = 1, LIST_USED_LOCAL_SOURCE = 2 };
 struct sp_result {            /* 16 bytes */
   u8 verdict;
   u8 reason;
-  u16 pad;
+  u8 list;                    /* LIST_USED_*: which of the service's lists was consulted */
+  u8 pad;
   u32 frontend;               /* frontend slot, or SP_NONE */
   u32 backend;                /* index into the backend array, or SP_NONE */
   u32 slot;                   /* Maglev slot used, or SP_NONE */

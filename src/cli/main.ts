@@ -231,7 +231,8 @@ export function formatTrace(flow: { protocol: string; src: string; sport: number
     lines.push(['frontend', `${formatHostPort(fe.address, fe.port)}/${fe.protocol} ${fe.type} of ${s.service}${fe.portName ? ` (port ${fe.portName})` : ''}`]);
     if (s.list) {
       const policyName = s.scope === 'internal' ? 'internalTrafficPolicy' : 'externalTrafficPolicy';
-      lines.push(['policy', `${s.scope} traffic, ${policyName}=${s.policy} -> ${s.list.kind} list (${s.list.size} endpoint${s.list.size === 1 ? '' : 's'})`]);
+      const shortCircuit = s.localSource ? ', but the source is local (this node or its pods)' : '';
+      lines.push(['policy', `${s.scope} traffic, ${policyName}=${s.policy}${shortCircuit} -> ${s.list.kind} list (${s.list.size} endpoint${s.list.size === 1 ? '' : 's'})`]);
     }
     if (s.maglevSlot !== undefined && s.list) lines.push(['maglev', `slot ${s.maglevSlot} of ${s.list.maglevSize}`]);
     else if (s.verdict === 'forward') lines.push(['affinity', s.reason]);

@@ -3,7 +3,7 @@
 // hash map in sorted key order, and every byte not written is zero. Same plans + seeds -> same bytes.
 
 import { type Note } from '../k8s/types.js';
-import { PROTOCOL_NUMBERS, formatHostPort, parseIp } from '../k8s/net.js';
+import { PROTOCOL_NUMBERS, formatHostPort, formatIp, parseCidr, parseIp } from '../k8s/net.js';
 import type { NodeContext, PlanBackend, ServicePortPlan } from '../control/semantics.js';
 import {
   BACKEND, BE_ACTIVE, BE_F_LOCAL, BE_TERMINATING, FE_F_EXTERNAL, FE_F_SOURCE_RANGES, FE_KIND, FRONTEND, HEADER,
@@ -98,6 +98,25 @@ function compareKeys(a: Uint8Array, b: Uint8Array): number {
   return 0;
 }
 
+/**
+ * Sources kube-proxy treats as local for eTP=Local short-circuiting: the node's own addresses and loopback
+ * (iptables `--src-type LOCAL`), and the node's pod CIDRs (local traffic detection in NodeCIDR mode).
+ */
+function localSourceRanges(node: NodeContext): { bytes: Uint8Array; prefix: number }[] {
+  const texts = [...node.addresses.map((a) => (a.includes(':') ? `${a}/128` : `${a}/32`)), '127.0.0.0/8', '::1/128', ...node.podCIDRs];
+  const seen = new Set<string>();
+  const out: { bytes: Uint8Array; prefix: number }[] = [];
+  for (const t of texts) {
+    const c = parseCidr(t);
+    if (!c) continue;
+    const key = `${formatIp(c.bytes)}/${c.prefix128}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ bytes: c.bytes, prefix: c.prefix128 });
+  }
+  return out;
+}
+
 export function compileImage(plans: readonly ServicePortPlan[], node: NodeContext, opts: CompileOptions): CompiledImage {
   const notes: Note[] = [];
   const strings = new StringTable();
@@ -158,6 +177,8 @@ export function compileImage(plans: readonly ServicePortPlan[], node: NodeContex
     };
     const listInternal = listFor(plan.internal.list);
     const listExternal = listFor(plan.external.list);
+    // Only eTP=Local needs the cluster list beside its local one (for traffic from local sources).
+    const listCluster = plan.externalPolicyLocal ? listFor('cluster') : listInternal;
     const proto = PROTOCOL_NUMBERS[plan.protocol];
 
     const srStart = ranges.length;
@@ -179,6 +200,7 @@ export function compileImage(plans: readonly ServicePortPlan[], node: NodeContex
     sv.setUint32(SERVICE.portName, strings.intern(plan.portName), true);
     sv.setUint32(SERVICE.listInternal, listInternal, true);
     sv.setUint32(SERVICE.listExternal, listExternal, true);
+    sv.setUint32(SERVICE.listCluster, listCluster, true);
     sv.setUint32(SERVICE.srStart, srStart, true);
     sv.setUint16(SERVICE.srCount, plan.sourceRanges.length, true);
     sv.setUint8(SERVICE.empty, empty);
@@ -225,6 +247,8 @@ export function compileImage(plans: readonly ServicePortPlan[], node: NodeContex
   const mgOff = place(mgBytes);
   const rnOff = place(revnats.length * REVNAT.size);
   const srOff = place(ranges.length * SOURCE_RANGE.size);
+  const localSources = localSourceRanges(node);
+  const lsOff = place(localSources.length * SOURCE_RANGE.size);
   const nodeName = strings.intern(node.name);
   const nodeZone = strings.intern(node.zone);
   // Intern every backend's node name before the string table is sized.
@@ -246,6 +270,7 @@ export function compileImage(plans: readonly ServicePortPlan[], node: NodeContex
     [HEADER.srOff, srOff], [HEADER.srCount, ranges.length],
     [HEADER.strOff, strOff], [HEADER.strBytes, strings.size],
     [HEADER.nodeName, nodeName], [HEADER.nodeZone, nodeZone],
+    [HEADER.lsOff, lsOff], [HEADER.lsCount, localSources.length],
   ];
   for (const [at, v] of hdr) dv.setUint32(at, v, true);
 
@@ -292,11 +317,14 @@ export function compileImage(plans: readonly ServicePortPlan[], node: NodeContex
     out[at + REVNAT.kind] = r.kind;
     dv.setUint32(at + REVNAT.svc, r.svc, true);
   });
-  ranges.forEach((r, i) => {
-    const at = srOff + i * SOURCE_RANGE.size;
-    out.set(r.bytes, at + SOURCE_RANGE.addr);
-    out[at + SOURCE_RANGE.prefix] = r.prefix;
-  });
+  const writeRanges = (list: readonly { bytes: Uint8Array; prefix: number }[], base: number): void =>
+    list.forEach((r, i) => {
+      const at = base + i * SOURCE_RANGE.size;
+      out.set(r.bytes, at + SOURCE_RANGE.addr);
+      out[at + SOURCE_RANGE.prefix] = r.prefix;
+    });
+  writeRanges(ranges, srOff);
+  writeRanges(localSources, lsOff);
   strings.writeTo(out, strOff);
   return { bytes: out, notes };
 }

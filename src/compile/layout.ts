@@ -6,7 +6,7 @@ export const VERSION = 1;
 export const SECTION_ALIGN = 8;
 
 export const HEADER = {
-  size: 96,
+  size: 104,
   magic: 0, version: 4, imageSize: 8, flowSeed: 12, tableSeed: 16,
   feOff: 20, feCap: 24, feCount: 28,
   svcOff: 32, svcCount: 36,
@@ -17,6 +17,7 @@ export const HEADER = {
   srOff: 72, srCount: 76,
   strOff: 80, strBytes: 84,
   nodeName: 88, nodeZone: 92,
+  lsOff: 96, lsCount: 100,
 } as const;
 
 export const FRONTEND = { size: 32, addr: 0, port: 16, proto: 18, kind: 19, svc: 20, revnat: 24, flags: 28 } as const;
@@ -26,8 +27,8 @@ export const FE_F_EXTERNAL = 1;
 export const FE_F_SOURCE_RANGES = 2;
 
 export const SERVICE = {
-  size: 32, flags: 0, affinityTimeout: 4, name: 8, portName: 12, listInternal: 16, listExternal: 20,
-  srStart: 24, srCount: 28, empty: 30, proto: 31,
+  size: 40, flags: 0, affinityTimeout: 4, name: 8, portName: 12, listInternal: 16, listExternal: 20,
+  listCluster: 24, srStart: 28, srCount: 32, empty: 34, proto: 35,
 } as const;
 export const SVC_F_AFFINITY = 1;
 export const SVC_F_INTERNAL_LOCAL = 2;
@@ -49,7 +50,11 @@ export const REVNAT = { size: 24, addr: 0, port: 16, proto: 18, kind: 19, svc: 2
 export const SOURCE_RANGE = { size: 20, addr: 0, prefix: 16 } as const;
 
 export const FLOW = { size: 40, src: 0, dst: 16, sport: 32, dport: 34, proto: 36 } as const;
-export const RESULT = { size: 16, verdict: 0, reason: 1, frontend: 4, backend: 8, slot: 12 } as const;
+export const RESULT = { size: 16, verdict: 0, reason: 1, list: 2, frontend: 4, backend: 8, slot: 12 } as const;
+/** RESULT.list values: which of the service's lists was consulted. */
+export const LIST_USED_INTERNAL = 0;
+export const LIST_USED_EXTERNAL = 1;
+export const LIST_USED_LOCAL_SOURCE = 2;
 export const AFFINITY_ENTRY_SIZE = 48;
 
 export const NONE = 0xffffffff;

@@ -33,6 +33,7 @@ export interface ServiceView {
   externalPolicyLocal: boolean;
   listInternal: number;
   listExternal: number;
+  listCluster: number;
   internalWhenEmpty: 'reject' | 'drop';
   externalWhenEmpty: 'reject' | 'drop';
   sourceRanges: string[];
@@ -76,6 +77,7 @@ export class ImageView {
       ['backends', HEADER.beOff, this.h(HEADER.beCount) * BACKEND.size],
       ['maglev', HEADER.mgOff, this.h(HEADER.mgBytes)],
       ['source ranges', HEADER.srOff, this.h(HEADER.srCount) * SOURCE_RANGE.size],
+      ['local sources', HEADER.lsOff, this.h(HEADER.lsCount) * SOURCE_RANGE.size],
       ['strings', HEADER.strOff, this.h(HEADER.strBytes)],
     ];
     for (const [name, off, len] of sections) {
@@ -165,6 +167,7 @@ export class ImageView {
       externalPolicyLocal: (flags & SVC_F_EXTERNAL_LOCAL) !== 0,
       listInternal: u32(SERVICE.listInternal),
       listExternal: u32(SERVICE.listExternal),
+      listCluster: u32(SERVICE.listCluster),
       internalWhenEmpty: empty & SVC_EMPTY_INTERNAL_DROP ? 'drop' : 'reject',
       externalWhenEmpty: empty & SVC_EMPTY_EXTERNAL_DROP ? 'drop' : 'reject',
       sourceRanges,

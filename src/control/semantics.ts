@@ -19,6 +19,8 @@ export interface NodeContext {
   addresses: string[];
   /** Value of the node's topology.kubernetes.io/zone label; '' when unknown. */
   zone: string;
+  /** This node's pod CIDRs (Node spec.podCIDRs): traffic from them counts as local (detect-local-mode NodeCIDR). */
+  podCIDRs: string[];
 }
 
 /** One endpoint after slice merging (kube-proxy's BaseEndpointInfo). */
@@ -90,7 +92,7 @@ export function endpointsByPort(
     for (const port of slice.ports ?? []) {
       // kube-proxy skips ports with a nil name or a nil/0 port number.
       if (port.name === undefined || port.name === null || !port.port) continue;
-      const key = `${port.name}/${port.protocol ?? 'TCP'}`;
+      const key = `${port.name}/${port.protocol || 'TCP'}`;
       let set = byPort.get(key);
       if (!set) byPort.set(key, (set = new Map()));
       for (const ep of slice.endpoints ?? []) {
@@ -237,7 +239,7 @@ function addressesOfFamily(list: readonly string[] | undefined, family: IpFamily
 /** Builds the plans of one Service for one family; [] for headless, ExternalName, or no clusterIP of that family. */
 export function planService(svc: Service, slices: readonly EndpointSlice[], family: IpFamily, node: NodeContext): ServicePortPlan[] {
   const spec = svc.spec ?? {};
-  const type = spec.type ?? 'ClusterIP';
+  const type = spec.type || 'ClusterIP'; // '' is the API default, as an absent field
   // ShouldSkipService: ExternalName and headless services, and services without a clusterIP of this family.
   if (type === 'ExternalName' || spec.clusterIP === 'None') return [];
   const clusterIP = clusterIpOfFamily(svc, family);
@@ -250,7 +252,7 @@ export function planService(svc: Service, slices: readonly EndpointSlice[], fami
       ? addressesOfFamily(
           (svc.status?.loadBalancer?.ingress ?? [])
             // ipMode Proxy: the load balancer delivers to the node with its own address; no frontend.
-            .filter((ing) => ing.ip && (ing.ipMode === undefined || ing.ipMode === 'VIP'))
+            .filter((ing) => ing.ip && (!ing.ipMode || ing.ipMode === 'VIP'))
             .map((ing) => ing.ip as string),
           family,
         )
@@ -272,7 +274,7 @@ export function planService(svc: Service, slices: readonly EndpointSlice[], fami
 
   const plans: ServicePortPlan[] = [];
   for (const sp of spec.ports ?? []) {
-    const protocol = sp.protocol ?? 'TCP';
+    const protocol = sp.protocol || 'TCP';
     const portName = sp.name ?? '';
     const nodePort = sp.nodePort ?? 0;
     // serviceport.go: ExternallyAccessible() is per port: a nodePort, LB VIPs, or externalIPs.
@@ -315,14 +317,26 @@ export function planService(svc: Service, slices: readonly EndpointSlice[], fami
 }
 
 /** Node context from its Node object, overridden by explicit addresses or zone (CLI flags, API options). */
-export function nodeContext(state: ClusterState, name: string, addresses?: readonly string[], zone?: string): NodeContext {
+export function nodeContext(
+  state: ClusterState,
+  name: string,
+  addresses?: readonly string[],
+  zone?: string,
+  podCIDRs?: readonly string[],
+): NodeContext {
   const node = state.nodes.get(name);
+  const nodeCIDRs = node?.spec?.podCIDRs?.length ? node.spec.podCIDRs : node?.spec?.podCIDR ? [node.spec.podCIDR] : [];
   const fromObject = (node?.status?.addresses ?? [])
     .filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP')
     .map((a) => a.address);
   const chosen = addresses && addresses.length > 0 ? [...addresses] : fromObject;
   const normalized = [...new Set(chosen.map((a) => parseIp(a)).filter((p) => p !== undefined).map((p) => formatIp(p.bytes)))];
-  return { name, addresses: normalized, zone: zone ?? node?.metadata.labels?.[ZONE_LABEL] ?? '' };
+  return {
+    name,
+    addresses: normalized,
+    zone: zone ?? node?.metadata.labels?.[ZONE_LABEL] ?? '',
+    podCIDRs: [...(podCIDRs ?? nodeCIDRs)],
+  };
 }
 
 /** Plans of every service in the state, both families, in a deterministic order. */

@@ -6,7 +6,10 @@ import { ClusterState, type Kind } from '../control/state.js';
 import { type NodeContext, nodeContext, planCluster } from '../control/semantics.js';
 import { compileImage } from '../compile/image.js';
 import { ImageView, type BackendView, type FrontendView, type ServiceView } from '../compile/view.js';
-import { DEFAULT_CLUSTER_SEED, FLOW, NONE, REASONS, RESULT, R_AFFINITY, VERDICTS, type Verdict } from '../compile/layout.js';
+import {
+  DEFAULT_CLUSTER_SEED, FLOW, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
+  R_AFFINITY, VERDICTS, type Verdict,
+} from '../compile/layout.js';
 import { type Core, createWasmCore } from './core.js';
 
 export type EngineName = 'auto' | 'wasm' | 'native';
@@ -24,6 +27,8 @@ export interface DataplaneOptions {
   clusterSeed?: number;
   /** Seed of the frontend hash-map placement; random per instance unless given (give one for reproducible images). */
   tableSeed?: number;
+  /** This node's pod CIDRs (traffic from them is local for eTP=Local); default: the Node's spec.podCIDRs. */
+  podCIDRs?: string[];
   /** Capacity of the ClientIP affinity table (entries). Default 65536. */
   affinityCapacity?: number;
 }
@@ -49,6 +54,8 @@ export interface Selection {
   scope?: 'internal' | 'external';
   policy?: 'Cluster' | 'Local';
   list?: { kind: 'cluster' | 'local'; size: number; maglevSize: number };
+  /** eTP=Local traffic from this node or its pods, short-circuited to the cluster list (as kube-proxy). */
+  localSource?: boolean;
   maglevSlot?: number;
   backendState?: 'active' | 'terminating';
 }
@@ -164,11 +171,13 @@ export class Selector {
     if (!view || feSlot === NONE) return sel;
     const fe = view.frontend(feSlot) as FrontendView;
     const svc: ServiceView = view.service(fe.svc);
-    const list = view.list(fe.external ? svc.listExternal : svc.listInternal);
+    const used = dv.getUint8(RESULT.list);
+    const list = view.list(used === LIST_USED_INTERNAL ? svc.listInternal : used === LIST_USED_EXTERNAL ? svc.listExternal : svc.listCluster);
     sel.service = svc.name;
     sel.frontend = { type: fe.kind, address: fe.address, port: fe.port, protocol: fe.protocol, portName: svc.portName };
     sel.scope = fe.external ? 'external' : 'internal';
     sel.policy = (fe.external ? svc.externalPolicyLocal : svc.internalPolicyLocal) ? 'Local' : 'Cluster';
+    if (used === LIST_USED_LOCAL_SOURCE) sel.localSource = true;
     sel.list = { kind: list.kind, size: list.beCount, maglevSize: list.maglevSize };
     const slot = dv.getUint32(RESULT.slot, true);
     if (slot !== NONE) sel.maglevSlot = slot;
@@ -202,7 +211,7 @@ export class Dataplane extends Selector {
 
   /** The node the tables are built for, as resolved from options and the Node object. */
   get nodeContext(): NodeContext {
-    return nodeContext(this.state, this.opts.node, this.opts.nodeAddresses, this.opts.zone);
+    return nodeContext(this.state, this.opts.node, this.opts.nodeAddresses, this.opts.zone, this.opts.podCIDRs);
   }
 
   /** Validates and applies objects (Service, EndpointSlice, Node; other kinds are noted and skipped). */

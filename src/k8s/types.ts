@@ -88,6 +88,7 @@ export interface Node {
   apiVersion: 'v1';
   kind: 'Node';
   metadata: ObjectMeta;
+  spec?: { podCIDR?: string; podCIDRs?: string[] };
   status?: { addresses?: NodeAddress[] };
 }
 

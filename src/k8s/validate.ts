@@ -386,7 +386,7 @@ function validateEndpointPort(e: Errors, raw: unknown, path: string, names: Set<
     if (names.has(name)) e.add(`${path}.name`, duplicate(name));
     names.add(name);
   }
-  readEnum(e, port.protocol, `${path}.protocol`, PROTOCOLS, 'TCP');
+  readEnum(e, port.protocol, `${path}.protocol`, PROTOCOLS);
   const number = readInt(e, port.port, `${path}.port`);
   if (number !== undefined) e.add(`${path}.port`, portNumber(number));
   const appProtocol = readString(e, port.appProtocol, `${path}.appProtocol`);
@@ -414,6 +414,13 @@ function endpointAddress(address: string, addressType: AddressType | undefined):
 
 function validateNode(e: Errors, obj: Obj): void {
   validateMetadata(e, obj.metadata, dnsSubdomain, false);
+  const spec = readObject(e, obj.spec, 'spec');
+  const podCIDR = readString(e, spec?.podCIDR, 'spec.podCIDR');
+  if (podCIDR) e.add('spec.podCIDR', cidr(podCIDR));
+  (readArray(e, spec?.podCIDRs, 'spec.podCIDRs') ?? []).forEach((item, i) => {
+    const text = readRequiredString(e, item, `spec.podCIDRs[${i}]`);
+    if (text !== undefined) e.add(`spec.podCIDRs[${i}]`, cidr(text));
+  });
   const status = readObject(e, obj.status, 'status');
   const addresses = readArray(e, status?.addresses, 'status.addresses') ?? [];
   addresses.forEach((item, i) => {

@@ -25,7 +25,7 @@ export function service(
   return svc;
 }
 
-/** A single-port ClusterIP service: port `port` named `portName` ('' = unnamed). */
+/** A ClusterIP service at `ip` with one TCP port 'http' 80 unless `extra` says otherwise. */
 export function clusterIP(
   name: string,
   ip: string,

@@ -17,12 +17,13 @@ import { PROTOCOL_NUMBERS, type Protocol, parseIp } from '../../src/k8s/net.js';
 const SP_MAGIC = 0x50435653;
 const SP_VERSION = 1;
 
-/** struct sp_header: 24 u32 fields. */
+/** struct sp_header: 26 u32 fields. */
 const HDR = {
-  size: 96,
+  size: 104,
   magic: 0, version: 4, imageSize: 8, flowSeed: 12, tableSeed: 16,
   feOff: 20, feCap: 24, feCount: 28, svcOff: 32, svcCount: 36, listOff: 40, listCount: 44,
   beOff: 48, beCount: 52, mgOff: 56, mgBytes: 60, rnOff: 64, rnCount: 68, srOff: 72, srCount: 76,
+  strOff: 80, strBytes: 84, nodeName: 88, nodeZone: 92, lsOff: 96, lsCount: 100,
 } as const;
 
 /** struct sp_frontend (32 bytes): u8 addr[16]; u16 port; u8 proto; u8 kind; u32 svc, revnat, flags. */
@@ -31,12 +32,13 @@ const FE_EMPTY = 0;
 const FE_F_EXTERNAL = 1;
 const FE_F_SOURCE_RANGES = 2;
 
-/** struct sp_service (32 bytes). */
+/** struct sp_service (40 bytes). */
 const SVC = {
-  size: 32, flags: 0, affinityTimeout: 4, name: 8, portName: 12, listInternal: 16, listExternal: 20,
-  srStart: 24, srCount: 28, empty: 30, proto: 31,
+  size: 40, flags: 0, affinityTimeout: 4, name: 8, portName: 12, listInternal: 16, listExternal: 20,
+  listCluster: 24, srStart: 28, srCount: 32, empty: 34, proto: 35,
 } as const;
 const SVC_F_AFFINITY = 1;
+const SVC_F_EXTERNAL_LOCAL = 4;
 const SVC_EMPTY_INTERNAL_DROP = 1;
 const SVC_EMPTY_EXTERNAL_DROP = 2;
 
@@ -65,6 +67,11 @@ export const R_NO_IMAGE = 7;
 
 export const SP_NONE = 0xffffffff;
 
+/** sp_result.list: which of the service's lists was consulted. */
+export const LIST_USED_INTERNAL = 0;
+export const LIST_USED_EXTERNAL = 1;
+export const LIST_USED_LOCAL_SOURCE = 2;
+
 // ---- model ----
 
 export interface ReferenceFlow {
@@ -91,9 +98,11 @@ export interface ReferenceResult {
   frontendSlot: number;
   backendIndex: number;
   maglevSlot: number;
+  /** LIST_USED_*: 0 until a list is chosen (pass, source-range drop). */
+  list: number;
   /** Diagnostics, not part of the core's result. */
   affinity: AffinityEvent;
-  list?: { index: number; size: number; maglevSize: number; maglevWidth: number };
+  listInfo?: { index: number; size: number; maglevSize: number; maglevWidth: number };
 }
 
 interface AffinityEntry {
@@ -269,11 +278,10 @@ export class ReferenceSelector {
     return -1;
   }
 
-  private sourceAllowed(svcAt: number, src: Uint8Array): boolean {
-    const start = this.u32(svcAt + SVC.srStart);
-    const count = this.u16(svcAt + SVC.srCount);
+  /** Whether addr lies in one of `count` source ranges starting at byte `base`. */
+  private inRanges(base: number, count: number, addr: Uint8Array): boolean {
     for (let i = 0; i < count; i++) {
-      const at = this.h(HDR.srOff) + (start + i) * SR.size;
+      const at = base + i * SR.size;
       const prefix = Math.min(this.u8(at + SR.prefix), 128);
       if (prefixMatch(src, this.bytes.subarray(at + SR.addr, at + SR.addr + 16), prefix)) return true;
     }
@@ -294,6 +302,7 @@ export class ReferenceSelector {
       frontendSlot: SP_NONE,
       backendIndex: SP_NONE,
       maglevSlot: SP_NONE,
+      list: LIST_USED_INTERNAL,
       affinity: 'off',
     };
 
@@ -308,27 +317,40 @@ export class ReferenceSelector {
     const svcAt = this.h(HDR.svcOff) + svcIndex * SVC.size;
 
     // 2. loadBalancerSourceRanges (flagged LoadBalancer frontends only)
-    if ((feFlags & FE_F_SOURCE_RANGES) !== 0 && !this.sourceAllowed(svcAt, src)) {
+    const srBase = this.h(HDR.srOff) + this.u32(svcAt + SVC.srStart) * SR.size;
+    if ((feFlags & FE_F_SOURCE_RANGES) !== 0 && !this.inRanges(srBase, this.u16(svcAt + SVC.srCount), src)) {
       res.verdict = V_DROP;
       res.reason = R_SOURCE_RANGE;
       return res;
     }
 
-    // 3. list: external frontends use the external list
-    const external = (feFlags & FE_F_EXTERNAL) !== 0;
-    const listIndex = this.u32(svcAt + (external ? SVC.listExternal : SVC.listInternal));
+    // 3. list: ClusterIP frontends use the internal list, the others the external one, except that with
+    //    eTP=Local a source in the header's local-source ranges (node addresses, loopback, pod CIDRs)
+    //    uses the cluster list.
+    let which = (feFlags & FE_F_EXTERNAL) !== 0 ? LIST_USED_EXTERNAL : LIST_USED_INTERNAL;
+    const svcFlags = this.u32(svcAt + SVC.flags);
+    if (which === LIST_USED_EXTERNAL && (svcFlags & SVC_F_EXTERNAL_LOCAL) !== 0 && this.inRanges(this.h(HDR.lsOff), this.h(HDR.lsCount), src)) {
+      which = LIST_USED_LOCAL_SOURCE;
+    }
+    res.list = which;
+    const listIndex = this.u32(
+      svcAt + (which === LIST_USED_INTERNAL ? SVC.listInternal : which === LIST_USED_EXTERNAL ? SVC.listExternal : SVC.listCluster),
+    );
     const l = this.list(listIndex);
-    res.list = { index: listIndex, size: l.beCount, maglevSize: l.mgSize, maglevWidth: l.mgWidth };
+    res.listInfo = { index: listIndex, size: l.beCount, maglevSize: l.mgSize, maglevWidth: l.mgWidth };
     if (l.beCount === 0) {
+      // Empty internal/external lists drop when the service's `empty` bit says so (endpoints exist, none
+      // local), else reject; an empty cluster list means no endpoints at all: reject.
       const empty = this.u8(svcAt + SVC.empty);
-      const drop = (empty & (external ? SVC_EMPTY_EXTERNAL_DROP : SVC_EMPTY_INTERNAL_DROP)) !== 0;
+      const bit = which === LIST_USED_INTERNAL ? SVC_EMPTY_INTERNAL_DROP : which === LIST_USED_EXTERNAL ? SVC_EMPTY_EXTERNAL_DROP : 0;
+      const drop = (empty & bit) !== 0;
       res.verdict = drop ? V_DROP : V_REJECT;
       res.reason = drop ? R_NO_LOCAL_ENDPOINTS : R_NO_ENDPOINTS;
       return res;
     }
 
     // 4. ClientIP affinity
-    const affinity = (this.u32(svcAt + SVC.flags) & SVC_F_AFFINITY) !== 0;
+    const affinity = (svcFlags & SVC_F_AFFINITY) !== 0;
     const timeout = this.u32(svcAt + SVC.affinityTimeout);
     const expiry = Math.min(t + timeout, 0xffffffff); // saturating u32
     const affKey = `${hex(src)}/${l.affinityId}`;

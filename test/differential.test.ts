@@ -4,7 +4,7 @@
 
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Dataplane, createDataplane, encodeFlows } from '../src/engine/dataplane.js';
+import { type Dataplane, Selector, createDataplane, encodeFlows } from '../src/engine/dataplane.js';
 import { RESULT } from '../src/compile/layout.js';
 import { ImageView } from '../src/compile/view.js';
 import { type Protocol, formatIp, parseIp } from '../src/k8s/net.js';
@@ -14,6 +14,7 @@ import {
   type ReferenceFlow,
   type ReferenceResult,
   R_AFFINITY,
+  R_BAD_IMAGE,
   R_MAGLEV,
   R_NO_ENDPOINTS,
   R_NO_LOCAL_ENDPOINTS,
@@ -37,8 +38,11 @@ const NODE_ADDRESSES = ['192.168.10.11', 'fd00:10::11'];
 const EXTERNAL_IPS = ['203.0.113.10', '203.0.113.11', '2001:db8:e::10'];
 const LB_IPS = ['198.51.100.1', '198.51.100.2', '2001:db8:b::1'];
 const SOURCE_RANGES = ['10.0.0.0/8', '10.1.2.0/24', '192.168.0.0/16', '0.0.0.0/0', '8.8.8.8/32', '10.1.2.3/31', '2001:db8::/32', 'fd00::/8', '::/0'];
-const CLIENTS_V4 = ['10.1.2.3', '10.1.2.200', '10.9.9.9', '192.168.5.5', '172.16.3.3', '8.8.8.8', '1.1.1.1', '203.0.113.77'];
-const CLIENTS_V6 = ['2001:db8::5', '2001:db8:ffff::1', 'fd00::1', '2600::1'];
+const POD_CIDRS = ['10.244.0.0/24', 'fd00:244::/64'];
+// Clients: the first few are reused most (affinity); node addresses, loopback and pod addresses are
+// local sources (eTP=Local short-circuit); 10.244.1.9 is a pod address outside this node's pod CIDR.
+const CLIENTS_V4 = ['10.1.2.3', '192.168.10.11', '10.244.0.77', '10.1.2.200', '10.9.9.9', '192.168.5.5', '172.16.3.3', '8.8.8.8', '1.1.1.1', '127.0.0.1', '10.244.1.9', '192.168.10.12'];
+const CLIENTS_V6 = ['2001:db8::5', 'fd00:10::11', 'fd00:244::99', '2001:db8:ffff::1', 'fd00::1', '::1', '2600::1'];
 
 type Stack = 'v4' | 'v6' | 'dual4' | 'dual6';
 type SvcType = 'ClusterIP' | 'NodePort' | 'LoadBalancer';
@@ -388,6 +392,8 @@ function resolveFlow(f: FlowSpec, view: ImageView): ConcreteFlow {
 interface RawResult {
   verdict: number;
   reason: number;
+  /** RESULT.list: which of the service's lists was used (0 internal, 1 external, 2 cluster for a local source). */
+  list: number;
   frontendSlot: number;
   backendIndex: number;
   maglevSlot: number;
@@ -401,6 +407,7 @@ function decodeResults(bytes: Uint8Array, count: number): RawResult[] {
     out.push({
       verdict: dv.getUint8(at + RESULT.verdict),
       reason: dv.getUint8(at + RESULT.reason),
+      list: dv.getUint8(at + RESULT.list),
       frontendSlot: dv.getUint32(at + RESULT.frontend, true),
       backendIndex: dv.getUint32(at + RESULT.backend, true),
       maglevSlot: dv.getUint32(at + RESULT.slot, true),
@@ -412,6 +419,7 @@ function decodeResults(bytes: Uint8Array, count: number): RawResult[] {
 const raw = (r: ReferenceResult): RawResult => ({
   verdict: r.verdict,
   reason: r.reason,
+  list: r.list,
   frontendSlot: r.frontendSlot,
   backendIndex: r.backendIndex,
   maglevSlot: r.maglevSlot,
@@ -429,6 +437,9 @@ interface Mismatch {
 /** Runs one batch through both; returns the reference results and every disagreement. */
 function runBatch(dp: Dataplane, ref: ReferenceSelector, flows: ConcreteFlow[], now: number): { refs: ReferenceResult[]; mismatches: Mismatch[] } {
   const core = decodeResults(dp.selectBatch(encodeFlows(flows), now), flows.length);
+  const same = (c: RawResult, m: RawResult): boolean =>
+    c.verdict === m.verdict && c.reason === m.reason && c.list === m.list && c.frontendSlot === m.frontendSlot &&
+    c.backendIndex === m.backendIndex && c.maglevSlot === m.maglevSlot;
   const refs: ReferenceResult[] = [];
   const mismatches: Mismatch[] = [];
   flows.forEach((flow, i) => {
@@ -436,7 +447,7 @@ function runBatch(dp: Dataplane, ref: ReferenceSelector, flows: ConcreteFlow[], 
     refs.push(r);
     const c = core[i] as RawResult;
     const m = raw(r);
-    if (c.verdict !== m.verdict || c.reason !== m.reason || c.frontendSlot !== m.frontendSlot || c.backendIndex !== m.backendIndex || c.maglevSlot !== m.maglevSlot) {
+    if (!same(c, m)) {
       mismatches.push({ index: i, flow, now, core: c, reference: m, affinity: r.affinity });
     }
   });
@@ -446,6 +457,7 @@ function runBatch(dp: Dataplane, ref: ReferenceSelector, flows: ConcreteFlow[], 
 // Coverage across all runs of the differential property: each outcome must actually occur, or the
 // property could pass while comparing nothing interesting.
 const coverage = new Map<string, number>();
+let maxAffinityPairs = 0;
 const bump = (k: string): void => {
   coverage.set(k, (coverage.get(k) ?? 0) + 1);
 };
@@ -453,7 +465,8 @@ const bump = (k: string): void => {
 function record(r: ReferenceResult, flow: ConcreteFlow): void {
   bump(`verdict:${r.verdict}/${r.reason}`);
   bump(`affinity:${r.affinity}`);
-  if (r.list && r.verdict === V_FORWARD) bump(`width:${r.list.maglevWidth}`);
+  if (r.listInfo && r.verdict === V_FORWARD) bump(`width:${r.listInfo.maglevWidth}`);
+  if (r.frontendSlot !== SP_NONE && r.verdict !== V_DROP) bump(`list:${r.list}/${r.verdict}`);
   if (r.verdict === V_FORWARD && !isV4(flow.dst)) bump('forward:ipv6');
 }
 
@@ -461,12 +474,19 @@ type Mutation =
   | { op: 'service'; idx: number; spec: SvcSpec }
   | { op: 'slice'; spec: SliceSpec }
   | { op: 'deleteSlice'; pick: number }
-  | { op: 'deleteService'; pick: number };
+  | { op: 'deleteService'; pick: number }
+  /** Re-applies an existing slice with another endpoint count (backends come and go). */
+  | { op: 'resizeSlice'; pick: number; count: number }
+  /** Re-applies an existing slice with other conditions and node names. */
+  | { op: 'reseedSlice'; pick: number; seed: number };
 
 interface Step {
   mutations: Mutation[];
   dt: number;
   flows: FlowSpec[];
+  /** The batch is the flows repeated this many times, source ports shifted by the repetition number
+   * (big batches cheaply, and many flows from the same clients for affinity). */
+  repeat: number;
 }
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
@@ -474,15 +494,28 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('slice' as const), spec: sliceSpecArb({ min: 0, max: 7 }, true) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteSlice' as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteService' as const), pick: fc.nat() }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('resizeSlice' as const), pick: fc.nat(), count: fc.integer({ min: 0, max: 12 }) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('reseedSlice' as const), pick: fc.nat(), seed: fc.nat() }) },
 );
 
 const stepArb: fc.Arbitrary<Step> = fc.record({
   mutations: fc.oneof({ weight: 1, arbitrary: fc.constant<Mutation[]>([]) }, { weight: 1, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }),
   dt: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 4 }) }, { weight: 2, arbitrary: fc.integer({ min: 5, max: 30 }) }),
   flows: fc.array(flowSpecArb, { maxLength: 40 }),
+  repeat: fc.oneof({ weight: 6, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 12 }) }),
 });
 
 const NOW_MAX = 0xffffffff;
+
+/** Run counts scale with SVCPLANE_DIFF_SCALE (e.g. 20 for a soak run); 1 keeps the file under ~15 s. */
+const SCALE = Math.max(1, Number(process.env.SVCPLANE_DIFF_SCALE ?? 1) || 1);
+const runs = (n: number): number => Math.round(n * SCALE);
+
+/** The core's affinity table is bounded (it evicts within 8 probed slots); the reference is not. Runs keep
+ * their (client, list) pairs below AFFINITY_PAIRS_MAX, under 1/16 of this capacity, so eviction never
+ * happens in practice. */
+const AFFINITY_CAPACITY = 4096;
+const AFFINITY_PAIRS_MAX = AFFINITY_CAPACITY / 16;
 
 interface Scenario {
   cluster: ClusterSpec;
@@ -501,10 +534,12 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   tableSeed: fc.nat(),
 });
 
-/** A dataplane for node-a. The affinity table keeps its default capacity (65536) unless a test that never
- * selects asks for a small one (a fresh 3 MB table costs ~30 ms per instance). */
-async function newDataplane(clusterSeed: number, tableSeed: number, affinityCapacity?: number): Promise<Dataplane> {
-  return createDataplane({ node: NODE, nodeAddresses: NODE_ADDRESSES, zone: 'zone-a', clusterSeed, tableSeed, engine: 'wasm', affinityCapacity });
+/** A dataplane for node-a. Affinity capacity: AFFINITY_CAPACITY unless a test that never selects asks for
+ * less (a fresh default-size 3 MB table costs ~30 ms per instance, most of the differential run time). */
+async function newDataplane(clusterSeed: number, tableSeed: number, affinityCapacity = AFFINITY_CAPACITY): Promise<Dataplane> {
+  return createDataplane({
+    node: NODE, nodeAddresses: NODE_ADDRESSES, zone: 'zone-a', podCIDRs: POD_CIDRS, clusterSeed, tableSeed, engine: 'wasm', affinityCapacity,
+  });
 }
 
 /** Plays a scenario; returns the first batch's mismatches (empty when core and reference agree throughout). */
@@ -526,6 +561,14 @@ async function play(sc: Scenario): Promise<Mismatch[]> {
         } else if (m.op === 'slice') {
           slices.set(sliceName(m.spec), m.spec);
           objects.push(sliceObject(m.spec, services.get(m.spec.svc)));
+        } else if (m.op === 'resizeSlice' || m.op === 'reseedSlice') {
+          const names = [...slices.keys()].sort();
+          const old = slices.get(names[m.pick % Math.max(1, names.length)] ?? '');
+          if (old !== undefined) {
+            const spec = m.op === 'resizeSlice' ? { ...old, count: m.count } : { ...old, seed: m.seed };
+            slices.set(sliceName(spec), spec);
+            objects.push(sliceObject(spec, services.get(spec.svc)));
+          }
         } else if (m.op === 'deleteSlice') {
           const names = [...slices.keys()].sort();
           const name = names[m.pick % Math.max(1, names.length)];
@@ -547,12 +590,15 @@ async function play(sc: Scenario): Promise<Mismatch[]> {
     }
     now = Math.min(NOW_MAX, now + step.dt);
     const view = dp.tables as ImageView;
-    const flows = step.flows.map((f) => resolveFlow(f, view));
+    const once = step.flows.map((f) => resolveFlow(f, view));
+    const flows: ConcreteFlow[] = [];
+    for (let k = 0; k < step.repeat; k++) for (const f of once) flows.push({ ...f, sport: (f.sport + k) & 0xffff });
     const { refs, mismatches } = runBatch(dp, ref, flows, now);
     if (mismatches.length > 0) return mismatches;
     refs.forEach((r, i) => record(r, flows[i] as ConcreteFlow));
   }
-  expect(ref.affinityEntries, 'keep affinity clients far below the core table capacity').toBeLessThan(4096);
+  expect(ref.affinityEntries, 'keep affinity clients far below the core table capacity').toBeLessThan(AFFINITY_PAIRS_MAX);
+  maxAffinityPairs = Math.max(maxAffinityPairs, ref.affinityEntries);
   return [];
 }
 
@@ -563,7 +609,7 @@ async function play(sc: Scenario): Promise<Mismatch[]> {
 describe('differential: wasm core vs TypeScript reference', () => {
   afterAll(() => {
     // Printed for the record; the assertions are in the tests.
-    console.log('differential coverage', Object.fromEntries([...coverage.entries()].sort()));
+    console.log('differential coverage', Object.fromEntries([...coverage.entries()].sort()), 'max affinity pairs per run', maxAffinityPairs);
   });
 
   it('agrees on verdict, reason, frontend slot, backend index and Maglev slot for random clusters and flows', async () => {
@@ -574,7 +620,7 @@ describe('differential: wasm core vs TypeScript reference', () => {
           throw new Error(`core and reference disagree:\n${JSON.stringify(mismatches.slice(0, 3), null, 2)}`);
         }
       }),
-      { numRuns: 120 },
+      { numRuns: runs(200) },
     );
     // Every outcome the property is about must have occurred across the runs.
     const need = [
@@ -614,6 +660,176 @@ describe('differential: wasm core vs TypeScript reference', () => {
     expect(runBatch(dp, ref, flows, 100).mismatches.length).toBeGreaterThan(0);
     // ... and the unperturbed reference agrees.
     expect(runBatch(dp, new ReferenceSelector(dp.image as Uint8Array), flows, 100).mismatches).toEqual([]);
+  });
+
+  it('agrees through an affinity life cycle: new, hit, backend moved, backend gone, expiry', async () => {
+    const svc: SvcSpec = {
+      type: 'ClusterIP', stack: 'v4', ports: [{ protocol: 'TCP', port: 80, nodePort: undefined }], unnamed: true,
+      affinity: 10, itp: undefined, etp: undefined, sourceRanges: [], ingress: [], externalIPs: [],
+    };
+    const slice = (addresses: string[]): EndpointSlice => ({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'svc0-0', namespace: 'default', labels: { 'kubernetes.io/service-name': 'svc0' } },
+      addressType: 'IPv4',
+      ports: [{ name: '', protocol: 'TCP', port: 8080 }],
+      endpoints: addresses.map((a) => ({ addresses: [a], conditions: { ready: true } })),
+    });
+    const range = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `10.244.0.${from + i}`);
+    const dp = await newDataplane(0x53564350, 5);
+    expect(dp.apply([serviceObject(0, svc), slice(range(10, 15))])).toEqual([]);
+    const ref = new ReferenceSelector(dp.image as Uint8Array);
+    const flow = (sport: number): ConcreteFlow => ({ protocol: 'TCP', src: '10.1.2.3', sport, dst: '10.96.0.1', dport: 80 });
+    const one = (sport: number, now: number): { r: ReferenceResult; backend: string } => {
+      const { refs, mismatches } = runBatch(dp, ref, [flow(sport)], now);
+      expect(mismatches).toEqual([]);
+      const r = refs[0] as ReferenceResult;
+      expect(r.verdict).toBe(V_FORWARD);
+      return { r, backend: (dp.tables as ImageView).backend(r.backendIndex).address };
+    };
+    const first = one(1000, 100);
+    expect(first.r.affinity).toBe('new');
+    const hit = one(2000, 105);
+    expect([hit.r.affinity, hit.r.reason, hit.backend]).toEqual(['hit', R_AFFINITY, first.backend]);
+    // Lower addresses join: the kept backend moves to another index, affinity still holds.
+    expect(dp.apply([slice(range(0, 15))])).toEqual([]);
+    ref.load(dp.image as Uint8Array);
+    const moved = one(3000, 106);
+    expect([moved.r.affinity, moved.backend]).toEqual(['hit', first.backend]);
+    expect(moved.r.backendIndex).not.toBe(hit.r.backendIndex);
+    // The chosen backend leaves: Maglev chooses again and the entry is overwritten.
+    expect(dp.apply([slice(range(0, 15).filter((a) => a !== first.backend))])).toEqual([]);
+    ref.load(dp.image as Uint8Array);
+    const gone = one(4000, 107);
+    expect([gone.r.affinity, gone.r.reason]).toEqual(['stale', R_MAGLEV]);
+    const again = one(5000, 116);
+    expect([again.r.affinity, again.backend]).toEqual(['hit', gone.backend]);
+    // Valid while now < expiry: at now = 116 + 10 the entry is gone.
+    expect(one(6000, 126).r.affinity).toBe('expired');
+    // Saturated expiry at the top of u32 time: never valid.
+    expect(one(7000, NOW_MAX).r.affinity).toBe('expired');
+    expect(one(7001, NOW_MAX).r.affinity).toBe('expired');
+  });
+});
+
+describe('differential: special images', () => {
+  it('agrees on 4-byte Maglev entries (a list of more than 65536 backends)', async () => {
+    const n = 65_600;
+    const slices: EndpointSlice[] = [];
+    for (let s = 0; s * 1000 < n; s++) {
+      const endpoints: Endpoint[] = [];
+      for (let i = s * 1000; i < Math.min(n, (s + 1) * 1000); i++) endpoints.push({ addresses: [`10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`] });
+      slices.push({
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+        metadata: { name: `huge-${s}`, namespace: 'default', labels: { 'kubernetes.io/service-name': 'svc0' } },
+        addressType: 'IPv4', ports: [{ name: '', port: 8080 }], endpoints,
+      });
+    }
+    const svc: SvcSpec = {
+      type: 'ClusterIP', stack: 'v4', ports: [{ protocol: 'TCP', port: 80, nodePort: undefined }], unnamed: true,
+      affinity: undefined, itp: undefined, etp: undefined, sourceRanges: [], ingress: [], externalIPs: [],
+    };
+    const dp = await newDataplane(0x53564350, 9);
+    expect(dp.apply([serviceObject(0, svc), ...slices])).toEqual([]);
+    const view = dp.tables as ImageView;
+    expect(view.list(0)).toMatchObject({ beCount: n, maglevWidth: 4 });
+    const ref = new ReferenceSelector(dp.image as Uint8Array);
+    const flows: ConcreteFlow[] = [];
+    for (let i = 0; i < 4000; i++) flows.push({ protocol: 'TCP', src: CLIENTS_V4[i % CLIENTS_V4.length] as string, sport: (i * 7919) & 0xffff, dst: '10.96.0.1', dport: 80 });
+    const { refs, mismatches } = runBatch(dp, ref, flows, 1);
+    expect(mismatches).toEqual([]);
+    expect(refs.every((r) => r.verdict === V_FORWARD)).toBe(true);
+    expect(refs.some((r) => r.backendIndex >= 0x10000), 'an entry above 16 bits was read').toBe(true);
+  });
+
+  it('agrees on corrupted images the core accepts (attach validation vs per-flow reads)', async () => {
+    // A rich base image: every frontend kind, source ranges, eTP=Local, affinity, both families.
+    const services: SvcSpec[] = [
+      {
+        type: 'LoadBalancer', stack: 'dual4', ports: [{ protocol: 'TCP', port: 80, nodePort: 30000 }, { protocol: 'UDP', port: 53, nodePort: 30001 }],
+        unnamed: false, affinity: 5, itp: undefined, etp: 'Local', sourceRanges: ['10.0.0.0/8', '2001:db8::/32'],
+        ingress: [{ ip: '198.51.100.1', ipMode: undefined }, { ip: '2001:db8:b::1', ipMode: 'VIP' }], externalIPs: ['203.0.113.10'],
+      },
+      {
+        type: 'NodePort', stack: 'v4', ports: [{ protocol: 'SCTP', port: 443, nodePort: 30002 }], unnamed: true,
+        affinity: undefined, itp: 'Local', etp: undefined, sourceRanges: [], ingress: [], externalIPs: [],
+      },
+      {
+        type: 'ClusterIP', stack: 'v6', ports: [{ protocol: 'TCP', port: 8080, nodePort: undefined }], unnamed: true,
+        affinity: 0, itp: undefined, etp: undefined, sourceRanges: [], ingress: [], externalIPs: ['2001:db8:e::10'],
+      },
+    ];
+    const sliceBase = { ports: [0, 1, 2].map((ref) => ({ ref, otherProto: false, port: 8000 + ref })), offset: 0, hints: 'none' as const, family: undefined };
+    const slices: SliceSpec[] = [
+      { ...sliceBase, svc: 0, n: 0, count: 30, cond: 'ready', seed: 1 },
+      { ...sliceBase, svc: 0, n: 1, count: 300, cond: 'ready', seed: 2 },
+      { ...sliceBase, svc: 1, n: 0, count: 6, cond: 'mixed', seed: 3 },
+      { ...sliceBase, svc: 2, n: 0, count: 4, cond: 'ready', seed: 4 },
+    ];
+    const builder = await newDataplane(0x53564350, 3, 64);
+    expect(builder.apply(clusterObjects({ services, slices }))).toEqual([]);
+    const base = builder.image as Uint8Array;
+    const baseView = new ImageView(base);
+    const hdr = new DataView(base.buffer, base.byteOffset, base.byteLength);
+    // Sections worth corrupting, by header offset field: frontends, services, lists, backends, Maglev, ranges.
+    const sections: [number, number][] = [
+      [hdr.getUint32(20, true), hdr.getUint32(24, true) * 32],
+      [hdr.getUint32(32, true), hdr.getUint32(36, true) * 40],
+      [hdr.getUint32(40, true), hdr.getUint32(44, true) * 24],
+      [hdr.getUint32(48, true), Math.min(hdr.getUint32(52, true) * 24, 512)],
+      [hdr.getUint32(56, true), Math.min(hdr.getUint32(60, true), 4096)],
+      [hdr.getUint32(72, true), hdr.getUint32(76, true) * 20],
+      [hdr.getUint32(96, true), hdr.getUint32(100, true) * 20],
+    ];
+    let accepted = 0;
+    let rejected = 0;
+    let badImage = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            section: fc.nat({ max: sections.length - 1 }),
+            at: fc.nat(),
+            // Mostly single bytes; sometimes a run (e.g. a stretch of Maglev entries pointing past the list).
+            len: fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 4096 }) }),
+            value: fc.oneof(fc.nat({ max: 255 }), fc.constantFrom(0, 1, 2, 3, 4, 0xff)),
+          }),
+          { minLength: 1, maxLength: 6 },
+        ),
+        fc.array(flowSpecArb, { minLength: 1, maxLength: 60 }),
+        async (edits, flowSpecs) => {
+          const image = base.slice();
+          for (const e of edits) {
+            const [off, len] = sections[e.section] as [number, number];
+            if (len === 0) continue;
+            const start = off + (e.at % len);
+            image.fill(e.value, start, Math.min(off + len, start + e.len));
+          }
+          const sel = new Selector({ engine: 'wasm', affinityCapacity: AFFINITY_CAPACITY });
+          try {
+            sel.loadImage(image);
+          } catch {
+            rejected++;
+            return; // the core (or ImageView) refused it: nothing to compare
+          }
+          accepted++;
+          const ref = new ReferenceSelector(image);
+          // Flows resolved against the uncorrupted frontends, so they still aim at (former) service addresses.
+          const flows = flowSpecs.map((f) => resolveFlow(f, baseView));
+          const core = decodeResults(sel.selectBatch(encodeFlows(flows), 50), flows.length);
+          flows.forEach((flow, i) => {
+            const r = ref.select(flow as ReferenceFlow, 50);
+            if (r.reason === R_BAD_IMAGE) badImage++;
+            expect(core[i], JSON.stringify({ flow, edits })).toEqual(raw(r));
+          });
+        },
+      ),
+      { numRuns: runs(200) },
+    );
+    console.log('corrupted images', { accepted, rejected, badImage });
+    expect(accepted).toBeGreaterThan(50);
+    expect(rejected).toBeGreaterThan(5);
+    expect(badImage, 'some corruptions reach the per-flow Maglev check').toBeGreaterThan(0);
   });
 });
 
@@ -662,7 +878,7 @@ describe('image determinism', () => {
           expect(firstDiff, 'first differing byte').toBe(-1);
         },
       ),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
     expect(shuffledRuns).toBeGreaterThan(30);
     expect(splitRuns).toBeGreaterThan(30);
@@ -701,7 +917,7 @@ describe('reference frontend probe', () => {
         displaced += r.displaced;
         total += r.frontends;
       }),
-      { numRuns: 80 },
+      { numRuns: runs(80) },
     );
     expect(total).toBeGreaterThan(200);
     expect(displaced, 'some frontends sit away from their home slot (linear probing exercised)').toBeGreaterThan(0);

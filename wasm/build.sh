@@ -9,5 +9,5 @@ CLANG="${CLANG:-clang}"
   -Wall -Wextra -Werror -Wconversion -Wno-sign-conversion \
   -fno-ident \
   -Wl,--no-entry -Wl,--strip-all -Wl,-z,stack-size=65536 -Wl,--initial-memory=262144 \
-  -o svcplane.wasm core.c
+  -o svcplane.wasm core.c ingress.c
 echo "built wasm/svcplane.wasm ($(wc -c < svcplane.wasm) bytes) with $("$CLANG" --version | head -n 1)"

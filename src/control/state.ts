@@ -98,6 +98,14 @@ export class ClusterState {
     } else if (kind === 'EndpointSlice') {
       const slice = obj as EndpointSlice;
       const key = `${namespaceOf(slice)}/${slice.metadata.name}`;
+      (slice.ports ?? []).forEach((p, i) => {
+        if (p.name === undefined || p.name === null) {
+          result.notes.push({
+            object: objectRef(slice),
+            message: `ports[${i}] has no name: kube-proxy skips it (an unnamed Service port matches name: "")`,
+          });
+        }
+      });
       const old = this.slices.get(key);
       if (old) {
         this.unindexSlice(key, old);

@@ -10,7 +10,8 @@ import {
   DEFAULT_CLUSTER_SEED, FLOW, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
   R_AFFINITY, VERDICTS, type Verdict,
 } from '../compile/layout.js';
-import { type Core, createWasmCore } from './core.js';
+import { type Core, type CoreOptions, type EngineKind, createWasmCore } from './core.js';
+import { causeChain, createNativeCore, loadNative } from './native.js';
 
 export type EngineName = 'auto' | 'wasm' | 'native';
 
@@ -67,16 +68,38 @@ export interface ApplyReport {
 
 export class EngineError extends Error {}
 
-function resolveEngine(engine: EngineName): 'wasm' {
-  const forced = process.env.SVCPLANE_ENGINE as EngineName | undefined;
-  const wanted = forced ?? engine;
-  if (wanted === 'native') {
-    throw new EngineError('engine "native" is not available', {
-      cause: new Error('this build of svcplane has no Node-API addon yet; use engine "wasm" or "auto"'),
-    });
+/** The core an engine choice produced, and why that engine (for `svcplane version`). */
+interface ResolvedEngine {
+  core: Core;
+  engine: EngineKind;
+  reason: string;
+}
+
+const ENGINES: readonly string[] = ['auto', 'wasm', 'native'];
+
+/**
+ * Picks and starts the engine: $SVCPLANE_ENGINE when set, else `engine`. 'auto' tries native, then wasm;
+ * a forced engine that cannot start throws EngineError with the reasons in its `cause` chain.
+ */
+function resolveEngine(engine: EngineName, coreOpts: CoreOptions): ResolvedEngine {
+  const env = process.env.SVCPLANE_ENGINE;
+  const forced = env !== undefined && env !== '';
+  if (forced && !ENGINES.includes(env)) throw new EngineError(`SVCPLANE_ENGINE="${env}" is not an engine (auto, wasm or native)`);
+  if (!forced && !ENGINES.includes(engine)) throw new EngineError(`unknown engine "${String(engine)}" (auto, wasm or native)`);
+  const wanted = (forced ? env : engine) as EngineName;
+  const by = forced ? `SVCPLANE_ENGINE=${env}` : `engine: '${wanted}'`;
+  if (wanted === 'wasm') return { core: createWasmCore(coreOpts), engine: 'wasm', reason: `WebAssembly core, as asked (${by})` };
+  try {
+    const native = loadNative();
+    const core = createNativeCore(coreOpts, native);
+    const how = wanted === 'native' ? `as asked (${by})` : `auto: native preferred (${by})`;
+    return { core, engine: 'native', reason: `native addon ${native.path}, ${how}` };
+  } catch (err) {
+    if (wanted === 'native') {
+      throw new EngineError(`engine "native" was asked for (${by}) but is not available: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    return { core: createWasmCore(coreOpts), engine: 'wasm', reason: `WebAssembly core, auto: the native engine is unavailable: ${causeChain(err)}` };
   }
-  if (wanted !== 'auto' && wanted !== 'wasm') throw new EngineError(`unknown engine "${String(wanted)}" (auto, wasm or native)`);
-  return 'wasm';
 }
 
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
@@ -110,14 +133,18 @@ export function encodeFlows(flows: readonly Omit<Flow, 'now'>[]): Uint8Array {
 
 /** Selection over a compiled image: what `svcplane dump IMAGE` and `trace IMAGE` need, and the base of Dataplane. */
 export class Selector {
-  readonly engine: 'wasm';
+  readonly engine: EngineKind;
+  /** Why this engine runs (what `svcplane version` prints). */
+  readonly engineReason: string;
   protected readonly core: Core;
   protected view: ImageView | undefined;
   private readonly flowBuf = new Uint8Array(FLOW.size);
 
   constructor(opts: { engine?: EngineName; affinityCapacity?: number }) {
-    this.engine = resolveEngine(opts.engine ?? 'auto');
-    this.core = createWasmCore({ affinityCapacity: opts.affinityCapacity });
+    const chosen = resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity });
+    this.engine = chosen.engine;
+    this.engineReason = chosen.reason;
+    this.core = chosen.core;
   }
 
   /** Attaches a compiled image (e.g. from `svcplane compile`); throws ImageError/CoreError when malformed. */

@@ -283,7 +283,7 @@ export class ReferenceSelector {
     for (let i = 0; i < count; i++) {
       const at = base + i * SR.size;
       const prefix = Math.min(this.u8(at + SR.prefix), 128);
-      if (prefixMatch(src, this.bytes.subarray(at + SR.addr, at + SR.addr + 16), prefix)) return true;
+      if (prefixMatch(addr, this.bytes.subarray(at + SR.addr, at + SR.addr + 16), prefix)) return true;
     }
     return false;
   }

@@ -1,0 +1,309 @@
+/* svcplane Ingress routing: host + path -> route target over a compiled routes section (ingress.h).
+ *
+ * Freestanding C11 like core.c, in its own translation unit: it shares nothing with core.c but the
+ * platform layer (offsets into one memory) and the SP_NONE convention. A route resolves to a target whose
+ * frontend key (ClusterIP, port, TCP) the host hands to sp_select_batch for the L4 choice.
+ * Every offset inside the section is checked once in sp_routes_attach; per request only the request and
+ * result buffers are checked against memory.
+ */
+#include "platform.h"
+#include "ingress.h"
+
+/* ---- murmur3_32 over bytes (the same function as src/compile/murmur3.ts; core.c has a 20-byte form) ---- */
+
+static inline u32 rotl32(u32 x, int r) { return (x << r) | (x >> (32 - r)); }
+
+static inline u32 ld32(const u8 *p) {
+  u32 v;
+  __builtin_memcpy(&v, p, 4);
+  return v;
+}
+
+static inline u32 mm3_round(u32 h, u32 k) {
+  k *= 0xcc9e2d51u;
+  k = rotl32(k, 15);
+  k *= 0x1b873593u;
+  h ^= k;
+  h = rotl32(h, 13);
+  return h * 5u + 0xe6546b64u;
+}
+
+/* Tail (0..3 bytes) and length folded in: the hash of n bytes given the state h after n & ~3 of them. */
+static inline u32 mm3_finish(u32 h, const u8 *tail, u32 n) {
+  u32 rest = n & 3u, k = 0;
+  if (rest == 3) k ^= (u32)tail[2] << 16;
+  if (rest >= 2) k ^= (u32)tail[1] << 8;
+  if (rest >= 1) {
+    k ^= tail[0];
+    k *= 0xcc9e2d51u;
+    k = rotl32(k, 15);
+    k *= 0x1b873593u;
+    h ^= k;
+  }
+  h ^= n;
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+static u32 mm3(const u8 *p, u32 n, u32 seed) {
+  u32 h = seed, i = 0;
+  for (; i + 4 <= n; i += 4) h = mm3_round(h, ld32(p + i));
+  return mm3_finish(h, p + i, n);
+}
+
+static inline int bytes_eq(const u8 *a, const u8 *b, u32 n) {
+  u32 i = 0;
+  for (; i + 4 <= n; i += 4)
+    if (ld32(a + i) != ld32(b + i)) return 0;
+  for (; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
+/* ---- the attached section ---- */
+
+static struct {
+  const struct spr_header *hdr;
+  const struct spr_slot *slot;
+  const struct spr_record *rec;
+  const struct spr_target *tgt;
+  const u8 *str;
+} rt;
+
+static int area_ok(const struct spr_header *h, u32 off, u32 count, u32 size) {
+  if (off % 8 != 0) return 0;
+  return (u64)off + (u64)count * size <= h->size;
+}
+
+static inline int pow2(u32 cap) { return cap != 0 && (cap & (cap - 1)) == 0; }
+
+/* A map: [first, first + cap) inside the slot array, every used slot naming a key inside the strings,
+ * carrying that key's hash and a value below `limit`; at least one free slot so that a miss ends. */
+static i32 check_map(const struct spr_header *h, const struct spr_slot *slots, const u8 *str, u32 first, u32 cap,
+                     u32 limit, int host_map) {
+  if (cap == 0) return E_OK;
+  if (!pow2(cap) || (u64)first + cap > h->slot_count) return ER_MAP;
+  u32 used = 0;
+  for (u32 i = 0; i < cap; i++) {
+    const struct spr_slot *s = &slots[first + i];
+    if (s->value == SP_NONE) continue;
+    used++;
+    if (s->value >= limit || (u64)s->key + s->len > h->str_bytes) return ER_SLOT;
+    if (host_map ? s->type != SPR_PT_HOST : (s->type < SPR_PT_EXACT || s->type > SPR_PT_IMPL)) return ER_SLOT;
+    if (mm3(str + s->key, s->len, h->seed) != s->hash) return ER_SLOT;
+  }
+  return used < cap ? E_OK : ER_MAP;
+}
+
+static inline int target_ok(const struct spr_header *h, u32 t) { return t == SP_NONE || t < h->tgt_count; }
+
+static i32 check_section(const struct spr_header *h, const u8 *base) {
+  const struct spr_slot *slots = (const struct spr_slot *)(base + h->slot_off);
+  const struct spr_record *rec = (const struct spr_record *)(base + h->rec_off);
+  const struct spr_target *tgt = (const struct spr_target *)(base + h->tgt_off);
+  const u8 *str = base + h->str_off;
+  /* Strings: offset 0 is "", and the area ends with a NUL, so every offset below str_bytes reads a
+   * terminated string inside the section. */
+  if (h->str_bytes == 0 || str[0] != 0 || str[h->str_bytes - 1] != 0) return ER_STRINGS;
+  i32 rc = check_map(h, slots, str, h->host_first, h->host_cap, h->rec_count, 1);
+  if (rc == E_OK) rc = check_map(h, slots, str, h->wild_first, h->wild_cap, h->rec_count, 1);
+  if (rc != E_OK) return rc;
+  if ((h->catchall != SP_NONE && h->catchall >= h->rec_count) || !target_ok(h, h->default_target)) return ER_RECORD;
+  for (u32 i = 0; i < h->rec_count; i++) {
+    const struct spr_record *r = &rec[i];
+    if (r->name >= h->str_bytes || r->kind < SPR_HOST_EXACT || r->kind > SPR_HOST_ANY) return ER_RECORD;
+    if (!target_ok(h, r->default_target)) return ER_RECORD;
+    rc = check_map(h, slots, str, r->exact_first, r->exact_cap, h->tgt_count, 0);
+    if (rc == E_OK) rc = check_map(h, slots, str, r->prefix_first, r->prefix_cap, h->tgt_count, 0);
+    if (rc != E_OK) return rc;
+  }
+  for (u32 i = 0; i < h->tgt_count; i++) {
+    const struct spr_target *t = &tgt[i];
+    if (t->ingress >= h->str_bytes || t->service >= h->str_bytes || t->port_name >= h->str_bytes ||
+        t->reason >= h->str_bytes)
+      return ER_TARGET;
+    if (t->status != 200 && t->status != 503) return ER_TARGET;
+  }
+  return E_OK;
+}
+
+i32 EXPORT(sp_routes_attach)(u32 off, u32 len) {
+  if (off % 8 != 0 || !in_memory(off, len)) return ER_BOUNDS;
+  if (len < sizeof(struct spr_header)) return ER_SIZE;
+  const u8 *base = mem_at(off);
+  const struct spr_header *h = (const struct spr_header *)base;
+  if (h->magic != SPR_MAGIC) return ER_MAGIC;
+  if (h->version != SPR_VERSION) return ER_VERSION;
+  if (h->size != len) return ER_SIZE;
+  if (!area_ok(h, h->slot_off, h->slot_count, sizeof(struct spr_slot)) ||
+      !area_ok(h, h->rec_off, h->rec_count, sizeof(struct spr_record)) ||
+      !area_ok(h, h->tgt_off, h->tgt_count, sizeof(struct spr_target)) || !area_ok(h, h->str_off, h->str_bytes, 1))
+    return ER_SECTION;
+  i32 rc = check_section(h, base);
+  if (rc != E_OK) return rc;
+  rt.hdr = h;
+  rt.slot = (const struct spr_slot *)(base + h->slot_off);
+  rt.rec = (const struct spr_record *)(base + h->rec_off);
+  rt.tgt = (const struct spr_target *)(base + h->tgt_off);
+  rt.str = base + h->str_off;
+  return E_OK;
+}
+
+void EXPORT(sp_routes_detach)(void) { rt.hdr = 0; }
+
+/* ---- lookups ---- */
+
+/* The slot holding `key` (hash h) in the map [first, first + cap), or 0. */
+static inline const struct spr_slot *map_find(u32 first, u32 cap, u32 h, const u8 *key, u32 len) {
+  if (cap == 0) return 0;
+  u32 mask = cap - 1;
+  for (u32 n = 0, i = h & mask; n < cap; n++, i = (i + 1) & mask) {
+    const struct spr_slot *s = &rt.slot[first + i];
+    if (s->value == SP_NONE) return 0;
+    if (s->hash == h && s->len == len && bytes_eq(rt.str + s->key, key, len)) return s;
+  }
+  return 0;
+}
+
+/* The Host header's name: without ":port" ("[v6]:port" keeps the brackets) and one trailing '.'. */
+static u32 host_name_len(const u8 *host, u32 len) {
+  u32 n = len;
+  if (len > 0 && host[0] == '[') {
+    for (u32 i = 1; i < len; i++)
+      if (host[i] == ']') {
+        n = i + 1;
+        break;
+      }
+  } else {
+    for (u32 i = 0; i < len; i++)
+      if (host[i] == ':') {
+        n = i;
+        break;
+      }
+  }
+  if (n > 0 && host[n - 1] == '.') n--;
+  return n;
+}
+
+/* The record for a Host header: exact host, else wildcard (one label), else catch-all, else SP_NONE. */
+static u32 find_record(const u8 *host, u32 host_len, u8 *match) {
+  const struct spr_header *h = rt.hdr;
+  u32 n = host_name_len(host, host_len);
+  if (n > 0 && n <= SPR_MAX_HOST) {
+    u8 lower[SPR_MAX_HOST];
+    u32 dot = SP_NONE;
+    for (u32 i = 0; i < n; i++) {
+      u8 c = host[i];
+      lower[i] = (c >= 'A' && c <= 'Z') ? (u8)(c + 32) : c;
+      if (c == '.' && dot == SP_NONE) dot = i;
+    }
+    const struct spr_slot *s = map_find(h->host_first, h->host_cap, mm3(lower, n, h->seed), lower, n);
+    if (s) {
+      *match = SPR_MATCH_EXACT;
+      return s->value;
+    }
+    /* "*.foo.com" covers exactly one non-empty label: look up what follows the first '.'. */
+    if (h->wild_count != 0 && dot != SP_NONE && dot > 0 && dot + 1 < n) {
+      const u8 *suffix = lower + dot + 1;
+      u32 slen = n - dot - 1;
+      s = map_find(h->wild_first, h->wild_cap, mm3(suffix, slen, h->seed), suffix, slen);
+      if (s) {
+        *match = SPR_MATCH_WILDCARD;
+        return s->value;
+      }
+    }
+  }
+  if (h->catchall != SP_NONE) *match = SPR_MATCH_ANY;
+  return h->catchall;
+}
+
+/* Longest Prefix key matching `path` (element-wise), probing the element prefixes shortest to longest
+ * with one incremental murmur3 pass. Returns the slot or 0; *match_len gets the key length. */
+static const struct spr_slot *longest_prefix(const struct spr_record *r, const u8 *path, u32 len, u32 *match_len) {
+  const u32 seed = rt.hdr->seed;
+  const struct spr_slot *best = map_find(r->prefix_first, r->prefix_cap, mm3_finish(seed, path, 0), path, 0);
+  *match_len = 0;
+  u32 limit = len < r->prefix_max ? len : r->prefix_max;
+  u32 h = seed, done = 0;
+  for (u32 i = 1; i <= limit; i++) {
+    /* Candidates: the path cut before each '/' (after the root), and the whole path unless it ends in '/'
+     * (a key never does). A key k matches when path == k or path starts with k + '/'. */
+    int cut = i < len ? path[i] == '/' : path[len - 1] != '/';
+    if (!cut) continue;
+    for (; done + 4 <= i; done += 4) h = mm3_round(h, ld32(path + done));
+    const struct spr_slot *s = map_find(r->prefix_first, r->prefix_cap, mm3_finish(h, path + done, i), path, i);
+    if (s) {
+      best = s;
+      *match_len = i;
+    }
+  }
+  return best;
+}
+
+static void route_one(const u8 *host, u32 host_len, const u8 *path, u32 path_len, struct spr_result *res) {
+  const struct spr_header *h = rt.hdr;
+  u8 host_match = SPR_MATCH_NONE;
+  u32 rec = find_record(host, host_len, &host_match);
+  u32 target = SP_NONE, match_len = 0;
+  u8 path_match = 0;
+  if (rec == SP_NONE) {
+    target = h->default_target;
+  } else {
+    const struct spr_record *r = &rt.rec[rec];
+    const struct spr_slot *s = 0;
+    if (r->exact_count != 0) {
+      s = map_find(r->exact_first, r->exact_cap, mm3(path, path_len, h->seed), path, path_len);
+      if (s) match_len = path_len;
+    }
+    if (!s && r->prefix_count != 0) s = longest_prefix(r, path, path_len, &match_len);
+    if (s) {
+      target = s->value;
+      path_match = s->type;
+    } else {
+      target = r->default_target;
+    }
+  }
+  if (!path_match && target != SP_NONE) path_match = SPR_PATH_DEFAULT;
+  res->status = target == SP_NONE ? (u16)404 : rt.tgt[target].status;
+  res->host_match = host_match;
+  res->path_match = path_match;
+  res->target = target;
+  res->record = rec;
+  res->match_len = match_len;
+}
+
+u32 EXPORT(sp_route)(u32 req_off, u32 res_off) {
+  if (!rt.hdr || req_off % 4 != 0 || res_off % 4 != 0) return 0;
+  if (!in_memory(req_off, sizeof(struct spr_request)) || !in_memory(res_off, sizeof(struct spr_result))) return 0;
+  const struct spr_request *req = (const struct spr_request *)mem_at(req_off);
+  u32 host_len = req->host_len, path_len = req->path_len;
+  u64 body = (u64)req_off + sizeof(struct spr_request);
+  if (body + host_len + path_len > memory_bytes()) return 0;
+  const u8 *host = mem_at((u32)body);
+  struct spr_result *res = (struct spr_result *)mem_at(res_off);
+  route_one(host, host_len, host + host_len, path_len, res);
+  return res->status;
+}
+
+/* ---- helpers for the control plane and tests ---- */
+
+u32 EXPORT(sp_hash_bytes)(u32 ptr, u32 len, u32 seed) {
+  if (!in_memory(ptr, len)) return 0;
+  return mm3(mem_at(ptr), len, seed);
+}
+
+u32 EXPORT(sp_route_sizeof)(u32 which) {
+  switch (which) {
+  case 0: return sizeof(struct spr_header);
+  case 1: return sizeof(struct spr_slot);
+  case 2: return sizeof(struct spr_record);
+  case 3: return sizeof(struct spr_target);
+  case 4: return sizeof(struct spr_request);
+  case 5: return sizeof(struct spr_result);
+  default: return 0;
+  }
+}

@@ -1,0 +1,132 @@
+/* svcplane Ingress routes section and the sp_route ABI.
+ *
+ * The routes section is written by the TypeScript compiler (src/ingress/compile.ts; src/ingress/layout.ts
+ * mirrors these layouts and a test checks the sizes through sp_route_sizeof) and only read here. It is
+ * self-contained so it can live anywhere in core memory (inside the table image or on its own): flat,
+ * little-endian, every offset relative to the section start, 8-byte aligned sub-areas, every struct
+ * naturally aligned and padded by hand.
+ *
+ *   header   96 B   magic "SPRT", version, size, seed, where everything below is
+ *   slots    16 B   every hash map of the section, one after the other (a map = first slot index + a
+ *                   power-of-two capacity, load <= 1/2, linear probing, value SP_NONE = empty slot):
+ *                     exact-host map     key = lowercased host ("foo.com")
+ *                     wildcard map       key = the wildcard host minus "*." ("*.foo.com" -> "foo.com");
+ *                                        a request host is looked up minus its first label, so exactly
+ *                                        one label is covered
+ *                     per host record:   Exact map  key = the path as written
+ *                                        Prefix map key = the path without trailing '/' ("/foo/" ->
+ *                                        "/foo", "/" -> ""); ImplementationSpecific paths live here too
+ *                   hash = murmur3_32(key bytes, header.seed), stored in the slot and checked at attach
+ *   records  40 B   one per host entry (exact host, wildcard host, or the catch-all of host-less rules)
+ *   targets  40 B   what a match resolves to: status (200, or 503 with a reason), the owning Ingress,
+ *                   the Service, and the frontend key (ClusterIP addr16, port, proto) that the L4 selection
+ *                   (sp_select_batch) takes as dst
+ *   strings         NUL-terminated; offset 0 = "". Keys are (offset, length) into this area.
+ *
+ * Matching (sp_route): strip ":port" from the Host ("[v6]:port" keeps "[v6]") and one trailing '.',
+ * lowercase it (ASCII) in the core; exact-host map, else wildcard map (host minus its first, non-empty
+ * label), else the catch-all record. In the record: the Exact map on the whole path (an Exact hit is
+ * always at least as long as any Prefix hit, so it wins ties and longer matches alike), else the longest
+ * Prefix: the path's element prefixes are probed shortest to longest (the root "", then the path cut at
+ * each '/', then the whole path unless it ends in '/'), each one hash probe, hashed incrementally in one
+ * pass and cut off at the record's longest prefix key; else the record's default target; with no record,
+ * the section's default target; else 404. Path bytes are compared case-sensitively, as given.
+ */
+#ifndef SVCPLANE_INGRESS_H
+#define SVCPLANE_INGRESS_H
+
+#include "svcplane.h"
+
+#define SPR_MAGIC 0x54525053u /* "SPRT" */
+#define SPR_VERSION 1u
+#define SPR_MAX_HOST 255u     /* longer request hosts can only reach the catch-all record */
+
+struct spr_header {           /* 96 bytes at the section start */
+  u32 magic, version, size;
+  u32 seed;                   /* murmur3 seed of every key */
+  u32 slot_off, slot_count;   /* the slot array */
+  u32 host_first, host_cap, host_count;  /* exact-host map */
+  u32 wild_first, wild_cap, wild_count;  /* wildcard-suffix map */
+  u32 rec_off, rec_count;
+  u32 tgt_off, tgt_count;
+  u32 str_off, str_bytes;
+  u32 catchall;               /* record of the host-less rules, or SP_NONE */
+  u32 default_target;         /* target when no record matches the host, or SP_NONE (404) */
+  u32 max_path;               /* longest path key of any map: a request path may be cut to max_path + 1
+                                 bytes without changing the result */
+  u32 reserved[3];
+};
+
+enum { SPR_PT_HOST = 0, SPR_PT_EXACT = 1, SPR_PT_PREFIX = 2, SPR_PT_IMPL = 3 };
+struct spr_slot {             /* 16 bytes */
+  u32 hash;                   /* murmur3_32(key, seed) */
+  u32 key;                    /* string-area offset of the key bytes */
+  u16 len;                    /* key length */
+  u8 type;                    /* SPR_PT_*: what the key is (a host, or the rule's pathType) */
+  u8 flags;
+  u32 value;                  /* record index (host maps) or target index (path maps); SP_NONE = empty */
+};
+
+enum { SPR_HOST_EXACT = 1, SPR_HOST_WILDCARD = 2, SPR_HOST_ANY = 3 };
+struct spr_record {           /* 40 bytes */
+  u32 name;                   /* string offset: the host as written ("foo.com", "*.foo.com", "" = any) */
+  u32 exact_first, exact_cap, exact_count;
+  u32 prefix_first, prefix_cap, prefix_count;
+  u32 prefix_max;             /* longest Prefix key: longer candidates are not probed */
+  u32 default_target;         /* requests for this host that match no path; SP_NONE = 404 */
+  u8 kind;                    /* SPR_HOST_* */
+  u8 pad[3];
+};
+
+#define SPR_TF_FRONTEND 1u    /* addr/port/proto name a Service frontend (status 200) */
+#define SPR_TF_DEFAULT 2u     /* an Ingress's spec.defaultBackend */
+struct spr_target {           /* 40 bytes */
+  u8 addr[16];                /* ClusterIP, IPv4 mapped: the dst for the L4 selection */
+  u16 port;                   /* the Service port number */
+  u8 proto;                   /* 6 (TCP) */
+  u8 flags;                   /* SPR_TF_* */
+  u16 status;                 /* 200 or 503 */
+  u16 pad;
+  u32 ingress;                /* string offsets: "ns/name" of the Ingress, */
+  u32 service;                /* "ns/name" of the Service ("" for resource backends), */
+  u32 port_name;              /* the backend port as written when given by name, else "", */
+  u32 reason;                 /* why 503 ("" for 200) */
+};
+
+/* Request, written by the host at req_off: host bytes then path bytes right after the 8-byte header. */
+struct spr_request {          /* 8 bytes + host_len + path_len */
+  u32 host_len;
+  u32 path_len;
+};
+
+enum { SPR_MATCH_NONE = 0, SPR_MATCH_EXACT = 1, SPR_MATCH_WILDCARD = 2, SPR_MATCH_ANY = 3 };
+#define SPR_PATH_DEFAULT 4u   /* result.path_match: no path matched, a default backend took it */
+struct spr_result {           /* 16 bytes */
+  u16 status;                 /* 200, 404 or 503 (0: no section attached or request outside memory) */
+  u8 host_match;              /* SPR_MATCH_* */
+  u8 path_match;              /* SPR_PT_EXACT/PREFIX/IMPL, SPR_PATH_DEFAULT, or 0 (nothing) */
+  u32 target;                 /* target index or SP_NONE */
+  u32 record;                 /* record index or SP_NONE */
+  u32 match_len;              /* length of the matched path key */
+};
+
+/* sp_routes_attach status codes (0 = E_OK) */
+enum {
+  ER_BOUNDS = -1, ER_MAGIC = -2, ER_VERSION = -3, ER_SIZE = -4, ER_SECTION = -5,
+  ER_MAP = -6, ER_SLOT = -7, ER_RECORD = -8, ER_TARGET = -9, ER_STRINGS = -10
+};
+
+/* Validates a routes section at [off, off + len) of core memory and makes it current (on error the
+ * previous one stays). For a section embedded in the image, call it after sp_attach with the section's
+ * offset. */
+i32 sp_routes_attach(u32 off, u32 len);
+void sp_routes_detach(void);
+/* Routes one request (struct spr_request at req_off), writes struct spr_result at res_off; returns the
+ * status (0 when nothing is attached or a buffer lies outside memory). */
+u32 sp_route(u32 req_off, u32 res_off);
+/* murmur3_32 over [ptr, ptr + len), for tests and tools (0 when outside memory). */
+u32 sp_hash_bytes(u32 ptr, u32 len, u32 seed);
+/* sizeof: 0 header, 1 slot, 2 record, 3 target, 4 request header, 5 result. */
+u32 sp_route_sizeof(u32 which);
+
+#endif

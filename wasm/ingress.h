@@ -82,7 +82,7 @@ struct spr_record {           /* 40 bytes */
 #define SPR_TF_DEFAULT 2u     /* an Ingress's spec.defaultBackend */
 struct spr_target {           /* 40 bytes */
   u8 addr[16];                /* ClusterIP, IPv4 mapped: the dst for the L4 selection */
-  u16 port;                   /* the Service port number */
+  u16 port;                   /* the Service port number (when unresolved: as written, or 0) */
   u8 proto;                   /* 6 (TCP) */
   u8 flags;                   /* SPR_TF_* */
   u16 status;                 /* 200 or 503 */

@@ -229,6 +229,8 @@ export function compileRoutes(plan: IngressPlan, opts: CompileRoutesOptions = {}
       dv.setUint16(at + R_TARGET.port, t.frontend.port, true);
       dv.setUint8(at + R_TARGET.proto, PROTOCOL_NUMBERS[t.frontend.protocol]);
       flags |= TF_FRONTEND;
+    } else if (typeof t.port === 'number') {
+      dv.setUint16(at + R_TARGET.port, t.port, true); // unresolved, as written (for the 503's report)
     }
     dv.setUint8(at + R_TARGET.flags, flags);
     dv.setUint16(at + R_TARGET.status, t.status, true);

@@ -17,6 +17,8 @@ export interface TargetView {
   service: string;
   /** The backend port name as written ('' when given by number). */
   portName: string;
+  /** The Service port number: resolved (status 200), or as written when unresolved; 0 when unknown. */
+  port: number;
   reason: string;
   isDefault: boolean;
   /** Service ClusterIP frontend (status 200). */
@@ -108,6 +110,7 @@ export class RoutesView {
       ingress: this.string(this.u32(at + R_TARGET.ingress)),
       service: this.string(this.u32(at + R_TARGET.service)),
       portName: this.string(this.u32(at + R_TARGET.portName)),
+      port: this.dv.getUint16(at + R_TARGET.port, true),
       reason: this.string(this.u32(at + R_TARGET.reason)),
       isDefault: (flags & TF_DEFAULT) !== 0,
     };
@@ -115,7 +118,7 @@ export class RoutesView {
       const proto = this.dv.getUint8(at + R_TARGET.proto);
       t.frontend = {
         address: formatIp(this.bytes.subarray(at + R_TARGET.addr, at + R_TARGET.addr + 16)),
-        port: this.dv.getUint16(at + R_TARGET.port, true),
+        port: t.port,
         protocol: protocolName(proto) ?? String(proto),
       };
     }

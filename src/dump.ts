@@ -3,7 +3,7 @@
 
 import type { ValidationError } from './k8s/types.js';
 import { FE_KIND_NAMES } from './compile/layout.js';
-import type { ImageView } from './compile/view.js';
+import type { ImageView, ListView } from './compile/view.js';
 import { compareBackends } from './control/semantics.js';
 import { parseIp } from './k8s/net.js';
 
@@ -29,6 +29,7 @@ export interface Dump {
   node: { name: string; zone: string };
   frontends: DumpFrontend[];
   errors: ValidationError[];
+  /** Service ports (per family) and backend entries (per list) in the image, Maglev and image bytes. */
   stats: { frontends: number; services: number; backends: number; maglevBytes: number; imageBytes: number };
 }
 
@@ -37,8 +38,9 @@ const KIND_ORDER = new Map<string, number>(FE_KIND_NAMES.map((k, i) => [k, i]));
 export function dumpTables(view: ImageView, errors: readonly ValidationError[] = []): Dump {
   const frontends: DumpFrontend[] = [];
   for (const fe of view.frontends()) {
-    const svc = view.service(fe.svc);
-    const list = view.list(fe.external ? svc.listExternal : svc.listInternal);
+    const svc = view.service(fe.slot);
+    if (!svc) continue; // a frontend always points at a published service; a corrupt image may not
+    const list = svc.lists[fe.external ? svc.listExternal : svc.listInternal] as ListView;
     const local = fe.external ? svc.externalPolicyLocal : svc.internalPolicyLocal;
     const entry: DumpFrontend = {
       service: svc.name,
@@ -69,17 +71,21 @@ export function dumpTables(view: ImageView, errors: readonly ValidationError[] =
       compareBackends(addrKey(a.address), addrKey(b.address)) ||
       a.port - b.port,
   );
+  let services = 0;
+  let backends = 0;
+  let maglevBytes = 0;
+  for (const svc of view.services()) {
+    services++;
+    for (const l of svc.lists) {
+      backends += l.beCount;
+      maglevBytes += l.maglevSize * l.maglevWidth;
+    }
+  }
   return {
     node: { name: view.nodeName, zone: view.nodeZone },
     frontends,
     errors: [...errors],
-    stats: {
-      frontends: view.frontendCount,
-      services: view.serviceCount,
-      backends: view.backendCount,
-      maglevBytes: view.maglevBytes,
-      imageBytes: view.bytes.byteLength,
-    },
+    stats: { frontends: frontends.length, services, backends, maglevBytes, imageBytes: view.bytes.byteLength },
   };
 }
 

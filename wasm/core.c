@@ -1,10 +1,11 @@
 /* svcplane core: per-flow service selection over a compiled table image.
  *
- * Freestanding C11: no libc, no imports. The control plane (TypeScript) decides everything and writes
- * the image; this file only reads it, plus the ClientIP affinity state it owns. One function per step,
- * in the order a flow goes through them: frontend lookup, source ranges, list choice, affinity, Maglev.
- * Every offset taken from the image is checked once in sp_attach; the only per-flow check left is the
- * Maglev entry against its list length, which is cheaper than scanning every table at attach.
+ * Freestanding C11: no libc, no imports, no mutable globals (all state is in a host-provided sp_ctx, so
+ * several instances can share one memory). The control plane (TypeScript) decides everything and writes
+ * the image; this file reads it, plus the ClientIP affinity state it owns. One function per step, in the
+ * order a flow goes through them: frontend lookup, source ranges, list choice, affinity, Maglev.
+ * The image may change between batches (incremental updates), so every offset read from it is checked
+ * against the image size where it is used.
  */
 #include "platform.h"
 
@@ -54,127 +55,153 @@ static inline int addr_eq(const u8 *a, const u8 *b) {
 
 static inline void addr_copy(u8 *dst, const u8 *src) { __builtin_memcpy(dst, src, 16); }
 
-/* ---- the attached image ---- */
+/* Publication words are read with acquire/seq-cst loads: plain loads in the single-threaded build,
+ * wasm atomics in the shared-memory build. */
+static inline u32 load_acquire(const u32 *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void store_release(u32 *p, u32 v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline u8 load_kind(const u8 *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
-static struct {
+/* ---- one batch's view of the image: loaded once, checked once ---- */
+
+struct view {
+  const u8 *base;
+  u32 size;
   const struct sp_header *hdr;
   const struct sp_frontend *fe;
-  const struct sp_service *svc;
-  const struct sp_list *list;
-  const struct sp_backend *be;
-  const u8 *mg;
-  const struct sp_source_range *sr;
-  const struct sp_source_range *ls;
   u32 fe_mask;
-} img;
+  const u32 *slots;
+  u32 slot_cap;
+  const struct sp_source_range *ls;
+  u32 ls_count;
+};
 
-static int section_ok(const struct sp_header *h, u32 off, u32 count, u32 size) {
-  if (off % 4 != 0) return 0;
-  return (u64)off + (u64)count * size <= h->image_size;
+/* True when [off, off + len) lies inside the image. */
+static inline int in_image(const struct view *v, u32 off, u64 len) { return (u64)off + len <= v->size; }
+
+static int view_load(struct view *v, u32 image) {
+  if (image == 0 || !in_memory(image, sizeof(struct sp_header))) return 0;
+  const struct sp_header *h = (const struct sp_header *)mem_at(image);
+  u32 size = load_acquire(&h->image_size);
+  if (!in_memory(image, size) || size < sizeof(struct sp_header)) return 0;
+  v->base = (const u8 *)h;
+  v->size = size;
+  v->hdr = h;
+  u32 root = load_acquire(&h->root);
+  if (root % 4 != 0 || !in_image(v, root, sizeof(struct sp_root))) return 0;
+  const struct sp_root *r = (const struct sp_root *)(v->base + root);
+  u32 fe_cap = r->fe_cap, slot_cap = r->slot_cap;
+  if (fe_cap == 0 || (fe_cap & (fe_cap - 1)) != 0) return 0;
+  if (r->fe_off % 4 != 0 || !in_image(v, r->fe_off, (u64)fe_cap * sizeof(struct sp_frontend))) return 0;
+  if (r->slot_off % 4 != 0 || !in_image(v, r->slot_off, (u64)slot_cap * 4)) return 0;
+  if (r->ls_off % 4 != 0 || !in_image(v, r->ls_off, (u64)r->ls_count * sizeof(struct sp_source_range))) return 0;
+  v->fe = (const struct sp_frontend *)(v->base + r->fe_off);
+  v->fe_mask = fe_cap - 1;
+  v->slots = (const u32 *)(v->base + r->slot_off);
+  v->slot_cap = slot_cap;
+  v->ls = (const struct sp_source_range *)(v->base + r->ls_off);
+  v->ls_count = r->ls_count;
+  return 1;
 }
 
-static i32 check_tables(const struct sp_header *h, const u8 *base) {
-  const struct sp_frontend *fe = (const struct sp_frontend *)(base + h->fe_off);
-  const struct sp_service *svc = (const struct sp_service *)(base + h->svc_off);
-  const struct sp_list *list = (const struct sp_list *)(base + h->list_off);
-  for (u32 i = 0; i < h->fe_cap; i++) {
-    if (fe[i].kind == FE_EMPTY) continue;
-    if (fe[i].kind > FE_EXTERNAL_IP || fe[i].svc >= h->svc_count || fe[i].revnat >= h->rn_count) return E_FRONTEND;
-  }
-  for (u32 i = 0; i < h->svc_count; i++) {
-    if (svc[i].list_internal >= h->list_count || svc[i].list_external >= h->list_count ||
-        svc[i].list_cluster >= h->list_count)
-      return E_SERVICE;
-    if ((u64)svc[i].sr_start + svc[i].sr_count > h->sr_count) return E_SERVICE;
-  }
-  for (u32 i = 0; i < h->list_count; i++) {
-    const struct sp_list *l = &list[i];
-    if ((u64)l->be_start + l->be_count > h->be_count) return E_LIST;
-    if (l->be_count == 0) continue;
-    u32 w = l->mg_width;
-    if (l->mg_size == 0 || (w != 1 && w != 2 && w != 4) || l->mg_off % w != 0) return E_LIST;
-    if ((u64)l->mg_off + (u64)l->mg_size * w > h->mg_bytes) return E_LIST;
-  }
-  return E_OK;
+/* The service block of a slot, checked: its header, lists and ranges lie inside the image. */
+static const struct sp_service *service_at(const struct view *v, u32 slot) {
+  if (slot >= v->slot_cap) return 0;
+  u32 off = load_acquire(&v->slots[slot]);
+  if (off == 0 || off % 4 != 0 || !in_image(v, off, sizeof(struct sp_service))) return 0;
+  const struct sp_service *s = (const struct sp_service *)(v->base + off);
+  if (s->list_off % 4 != 0 || !in_image(v, s->list_off, (u64)s->list_count * sizeof(struct sp_list))) return 0;
+  if (s->list_internal >= s->list_count || s->list_external >= s->list_count || s->list_cluster >= s->list_count) return 0;
+  if (s->sr_off % 4 != 0 || !in_image(v, s->sr_off, (u64)s->sr_count * sizeof(struct sp_source_range))) return 0;
+  return s;
 }
 
-/* Validates an image at ptr (in linear memory) and makes it the one selections read. On any error the
- * previous image stays attached. */
-i32 EXPORT(sp_attach)(u32 ptr, u32 len) {
-  if (ptr % 8 != 0 || !in_memory(ptr, len)) return E_BOUNDS;
+/* A list, checked: its backends and Maglev table lie inside the image. */
+static const struct sp_list *list_at(const struct view *v, const struct sp_service *s, u32 which) {
+  const struct sp_list *l = (const struct sp_list *)(v->base + s->list_off) + which;
+  if (l->be_off % 4 != 0 || !in_image(v, l->be_off, (u64)l->be_count * sizeof(struct sp_backend))) return 0;
+  if (l->be_count == 0) return l;
+  u32 w = l->mg_width;
+  if (l->mg_size == 0 || (w != 1 && w != 2 && w != 4) || l->mg_off % w != 0) return 0;
+  if (!in_image(v, l->mg_off, (u64)l->mg_size * w)) return 0;
+  return l;
+}
+
+/* ---- image attach ---- */
+
+/* Makes the image at `image` the one this context reads. Checks the header and root; everything else is
+ * checked where it is used, since the image may be updated in place after this call. */
+i32 EXPORT(sp_attach)(u32 ctx_off, u32 image, u32 len) {
+  if (ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct sp_ctx))) return E_BOUNDS;
+  struct sp_ctx *ctx = (struct sp_ctx *)mem_at(ctx_off);
+  ctx->image = 0;
+  if (image % 8 != 0 || !in_memory(image, len)) return E_BOUNDS;
   if (len < sizeof(struct sp_header)) return E_SIZE;
-  const u8 *base = mem_at(ptr);
-  const struct sp_header *h = (const struct sp_header *)base;
+  const struct sp_header *h = (const struct sp_header *)mem_at(image);
   if (h->magic != SP_MAGIC) return E_MAGIC;
   if (h->version != SP_VERSION) return E_VERSION;
   if (h->image_size != len) return E_SIZE;
-  if (h->fe_cap == 0 || (h->fe_cap & (h->fe_cap - 1)) != 0) return E_CAPACITY;
-  if (!section_ok(h, h->fe_off, h->fe_cap, sizeof(struct sp_frontend)) ||
-      !section_ok(h, h->svc_off, h->svc_count, sizeof(struct sp_service)) ||
-      !section_ok(h, h->list_off, h->list_count, sizeof(struct sp_list)) ||
-      !section_ok(h, h->be_off, h->be_count, sizeof(struct sp_backend)) ||
-      !section_ok(h, h->mg_off, h->mg_bytes, 1) ||
-      !section_ok(h, h->rn_off, h->rn_count, sizeof(struct sp_revnat)) ||
-      !section_ok(h, h->sr_off, h->sr_count, sizeof(struct sp_source_range)) ||
-      !section_ok(h, h->ls_off, h->ls_count, sizeof(struct sp_source_range)) ||
-      !section_ok(h, h->str_off, h->str_bytes, 1))
-    return E_SECTION;
-  i32 rc = check_tables(h, base);
-  if (rc != E_OK) return rc;
-  img.hdr = h;
-  img.fe = (const struct sp_frontend *)(base + h->fe_off);
-  img.svc = (const struct sp_service *)(base + h->svc_off);
-  img.list = (const struct sp_list *)(base + h->list_off);
-  img.be = (const struct sp_backend *)(base + h->be_off);
-  img.mg = base + h->mg_off;
-  img.sr = (const struct sp_source_range *)(base + h->sr_off);
-  img.ls = (const struct sp_source_range *)(base + h->ls_off);
-  img.fe_mask = h->fe_cap - 1;
+  struct view v;
+  if (!view_load(&v, image)) return E_SECTION;
+  ctx->image = image;
   return E_OK;
 }
 
-void EXPORT(sp_detach)(void) { img.hdr = 0; }
+void EXPORT(sp_detach)(u32 ctx_off) {
+  if (ctx_off % 8 == 0 && in_memory(ctx_off, sizeof(struct sp_ctx))) ((struct sp_ctx *)mem_at(ctx_off))->image = 0;
+}
 
 /* ---- ClientIP affinity: bounded open-addressing table with a per-instance seed ---- */
 
 #define AFF_PROBE 8 /* slots examined per lookup/insert: O(1), and eviction picks among them */
 
-static struct {
-  struct sp_affinity *slots;
-  u32 mask;
-  u32 seed;
-} aff;
-
-i32 EXPORT(sp_affinity_init)(u32 ptr, u32 capacity, u32 seed) {
+i32 EXPORT(sp_ctx_init)(u32 ctx_off, u32 aff_off, u32 capacity, u32 seed) {
+  if (ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct sp_ctx))) return E_BOUNDS;
   if (capacity == 0 || (capacity & (capacity - 1)) != 0) return E_CAPACITY;
-  if (ptr % 8 != 0 || !in_memory(ptr, (u64)capacity * sizeof(struct sp_affinity))) return E_BOUNDS;
-  aff.slots = (struct sp_affinity *)mem_at(ptr);
-  aff.mask = capacity - 1;
-  aff.seed = seed;
-  __builtin_memset(aff.slots, 0, (__SIZE_TYPE__)capacity * sizeof(struct sp_affinity));
+  if (aff_off % 8 != 0 || !in_memory(aff_off, (u64)capacity * sizeof(struct sp_affinity))) return E_BOUNDS;
+  struct sp_ctx *ctx = (struct sp_ctx *)mem_at(ctx_off);
+  ctx->image = 0;
+  ctx->aff_off = aff_off;
+  ctx->aff_mask = capacity - 1;
+  ctx->aff_seed = seed;
+  ctx->reader = SP_NONE;
+  __builtin_memset(mem_at(aff_off), 0, (__SIZE_TYPE__)capacity * sizeof(struct sp_affinity));
   return E_OK;
 }
 
-static inline u32 affinity_home(const u8 *client, u32 id) { return hash_addr_word(client, id, aff.seed) & aff.mask; }
+/* Registers this context as reader `index` of its image's epoch table (readers on other threads). */
+i32 EXPORT(sp_ctx_reader)(u32 ctx_off, u32 index) {
+  if (ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct sp_ctx))) return E_BOUNDS;
+  if (index >= SP_MAX_READERS && index != SP_NONE) return E_CAPACITY;
+  ((struct sp_ctx *)mem_at(ctx_off))->reader = index;
+  return E_OK;
+}
 
-static struct sp_affinity *affinity_find(const u8 *client, u32 id, u32 now) {
-  u32 home = affinity_home(client, id);
+static inline struct sp_affinity *affinity_slot(const struct sp_ctx *ctx, u32 i) {
+  return (struct sp_affinity *)mem_at(ctx->aff_off) + (i & ctx->aff_mask);
+}
+
+static inline u32 affinity_home(const struct sp_ctx *ctx, const u8 *client, u32 id) {
+  return hash_addr_word(client, id, ctx->aff_seed);
+}
+
+static struct sp_affinity *affinity_find(const struct sp_ctx *ctx, const u8 *client, u32 id, u32 now) {
+  u32 home = affinity_home(ctx, client, id);
   for (u32 i = 0; i < AFF_PROBE; i++) {
-    struct sp_affinity *e = &aff.slots[(home + i) & aff.mask];
+    struct sp_affinity *e = affinity_slot(ctx, home + i);
     if (e->used && e->affinity_id == id && addr_eq(e->client, client)) return now < e->expires ? e : 0;
   }
   return 0;
 }
 
-/* Claims a slot for (client, id): its own old entry, else a free one, else an expired one, else the one
- * closest to expiry among the probed slots. A full table therefore evicts, never fails. */
 static inline int affinity_free(const struct sp_affinity *e, u32 now) { return !e->used || now >= e->expires; }
 
-static struct sp_affinity *affinity_claim(const u8 *client, u32 id, u32 now) {
-  u32 home = affinity_home(client, id);
+/* Claims a slot for (client, id): its own old entry, else a free or expired one, else the one closest
+ * to expiry among the probed slots. A full table therefore evicts, never fails. */
+static struct sp_affinity *affinity_claim(const struct sp_ctx *ctx, const u8 *client, u32 id, u32 now) {
+  u32 home = affinity_home(ctx, client, id);
   struct sp_affinity *victim = 0;
   for (u32 i = 0; i < AFF_PROBE; i++) {
-    struct sp_affinity *e = &aff.slots[(home + i) & aff.mask];
+    struct sp_affinity *e = affinity_slot(ctx, home + i);
     if (e->used && e->affinity_id == id && addr_eq(e->client, client)) return e;
     if (victim && affinity_free(victim, now)) continue;
     if (!victim || affinity_free(e, now) || e->expires < victim->expires) victim = e;
@@ -188,8 +215,8 @@ static inline u32 expiry(u32 now, u32 timeout) {
 }
 
 /* The backend an affinity entry names, if it is still in the list (its position may have moved). */
-static u32 affinity_backend(struct sp_affinity *e, const struct sp_list *l) {
-  const struct sp_backend *be = img.be + l->be_start;
+static u32 affinity_backend(const struct view *v, struct sp_affinity *e, const struct sp_list *l) {
+  const struct sp_backend *be = (const struct sp_backend *)(v->base + l->be_off);
   if (e->be_index < l->be_count && be[e->be_index].port == e->be_port && addr_eq(be[e->be_index].addr, e->be_addr))
     return e->be_index;
   for (u32 i = 0; i < l->be_count; i++) {
@@ -203,13 +230,15 @@ static u32 affinity_backend(struct sp_affinity *e, const struct sp_list *l) {
 
 /* ---- selection steps ---- */
 
-static inline const struct sp_frontend *frontend_lookup(const u8 *dst, u32 dport, u32 proto, u32 *slot_out) {
-  u32 i = hash_addr_word(dst, dport | (proto << 16), img.hdr->table_seed) & img.fe_mask;
-  for (u32 n = 0; n <= img.fe_mask; n++, i = (i + 1) & img.fe_mask) {
-    const struct sp_frontend *fe = &img.fe[i];
-    if (fe->kind == FE_EMPTY) return 0;
-    if (fe->port == dport && fe->proto == proto && addr_eq(fe->addr, dst)) {
-      *slot_out = i;
+static inline const struct sp_frontend *frontend_lookup(const struct view *v, const u8 *dst, u32 dport, u32 proto,
+                                                        u32 *index_out) {
+  u32 i = hash_addr_word(dst, dport | (proto << 16), v->hdr->table_seed) & v->fe_mask;
+  for (u32 n = 0; n <= v->fe_mask; n++, i = (i + 1) & v->fe_mask) {
+    const struct sp_frontend *fe = &v->fe[i];
+    u8 kind = load_kind(&fe->kind);
+    if (kind == FE_EMPTY) return 0;
+    if (kind != FE_TOMBSTONE && fe->port == dport && fe->proto == proto && addr_eq(fe->addr, dst)) {
+      *index_out = i;
       return fe;
     }
   }
@@ -232,8 +261,8 @@ static int in_ranges(const struct sp_source_range *r, u32 count, const u8 *addr)
   return 0;
 }
 
-static inline u32 maglev_entry(const struct sp_list *l, u32 slot) {
-  const u8 *t = img.mg + l->mg_off;
+static inline u32 maglev_entry(const struct view *v, const struct sp_list *l, u32 slot) {
+  const u8 *t = v->base + l->mg_off;
   if (l->mg_width == 1) return t[slot];
   if (l->mg_width == 2) return ((const u16 *)t)[slot];
   return ((const u32 *)t)[slot];
@@ -244,32 +273,35 @@ static inline void verdict(struct sp_result *r, u32 v, u32 reason) {
   r->reason = (u8)reason;
 }
 
-static void select_one(const struct sp_flow *f, struct sp_result *r, u32 now) {
+static void select_one(const struct sp_ctx *ctx, const struct view *v, const struct sp_flow *f, struct sp_result *r,
+                       u32 now) {
   r->frontend = SP_NONE;
   r->backend = SP_NONE;
   r->slot = SP_NONE;
   r->list = 0;
   r->pad = 0;
-  if (!img.hdr) return verdict(r, V_PASS, R_NO_IMAGE);
 
-  u32 fe_slot;
-  const struct sp_frontend *fe = frontend_lookup(f->dst, f->dport, f->proto, &fe_slot);
+  u32 fe_index;
+  const struct sp_frontend *fe = frontend_lookup(v, f->dst, f->dport, f->proto, &fe_index);
   if (!fe) return verdict(r, V_PASS, R_NOT_SERVICE);
-  r->frontend = fe_slot;
+  r->frontend = fe_index;
 
-  const struct sp_service *svc = &img.svc[fe->svc];
-  if ((fe->flags & FE_F_SOURCE_RANGES) && !in_ranges(img.sr + svc->sr_start, svc->sr_count, f->src))
+  const struct sp_service *svc = service_at(v, fe->slot);
+  if (!svc) return verdict(r, V_DROP, R_BAD_IMAGE);
+  if ((fe->flags & FE_F_SOURCE_RANGES) &&
+      !in_ranges((const struct sp_source_range *)(v->base + svc->sr_off), svc->sr_count, f->src))
     return verdict(r, V_DROP, R_SOURCE_RANGE);
 
   /* ClusterIP uses the internal list, the other frontends the external one; with eTP=Local, traffic from
    * this node or its pods is short-circuited to the cluster list (kube-proxy's --src-type LOCAL rule). */
   u32 which = (fe->flags & FE_F_EXTERNAL) ? LIST_USED_EXTERNAL : LIST_USED_INTERNAL;
-  if (which == LIST_USED_EXTERNAL && (svc->flags & SVC_F_EXTERNAL_LOCAL) && in_ranges(img.ls, img.hdr->ls_count, f->src))
+  if (which == LIST_USED_EXTERNAL && (svc->flags & SVC_F_EXTERNAL_LOCAL) && in_ranges(v->ls, v->ls_count, f->src))
     which = LIST_USED_LOCAL_SOURCE;
   r->list = (u8)which;
-  const struct sp_list *l = &img.list[which == LIST_USED_INTERNAL   ? svc->list_internal
-                                      : which == LIST_USED_EXTERNAL ? svc->list_external
-                                                                    : svc->list_cluster];
+  const struct sp_list *l = list_at(v, svc, which == LIST_USED_INTERNAL   ? svc->list_internal
+                                            : which == LIST_USED_EXTERNAL ? svc->list_external
+                                                                          : svc->list_cluster);
+  if (!l) return verdict(r, V_DROP, R_BAD_IMAGE);
   if (l->be_count == 0) {
     u32 drop = which == LIST_USED_INTERNAL   ? svc->empty & SVC_EMPTY_INTERNAL_DROP
                : which == LIST_USED_EXTERNAL ? svc->empty & SVC_EMPTY_EXTERNAL_DROP
@@ -277,26 +309,26 @@ static void select_one(const struct sp_flow *f, struct sp_result *r, u32 now) {
     return drop ? verdict(r, V_DROP, R_NO_LOCAL_ENDPOINTS) : verdict(r, V_REJECT, R_NO_ENDPOINTS);
   }
 
-  int affinity = (svc->flags & SVC_F_AFFINITY) && aff.slots;
+  int affinity = (svc->flags & SVC_F_AFFINITY) && ctx->aff_off != 0;
   if (affinity) {
-    struct sp_affinity *e = affinity_find(f->src, l->affinity_id, now);
-    u32 idx = e ? affinity_backend(e, l) : SP_NONE;
+    struct sp_affinity *e = affinity_find(ctx, f->src, l->affinity_id, now);
+    u32 idx = e ? affinity_backend(v, e, l) : SP_NONE;
     if (idx != SP_NONE) {
       e->expires = expiry(now, svc->affinity_timeout); /* every new connection refreshes it, as `recent --set` */
-      r->backend = l->be_start + idx;
+      r->backend = l->be_off + idx * (u32)sizeof(struct sp_backend);
       return verdict(r, V_FORWARD, R_AFFINITY);
     }
   }
 
-  u32 slot = hash_addr_word(f->src, (u32)f->sport | ((u32)f->proto << 16), img.hdr->flow_seed) % l->mg_size;
-  u32 idx = maglev_entry(l, slot);
+  u32 slot = hash_addr_word(f->src, (u32)f->sport | ((u32)f->proto << 16), v->hdr->flow_seed) % l->mg_size;
+  u32 idx = maglev_entry(v, l, slot);
   if (idx >= l->be_count) return verdict(r, V_DROP, R_BAD_IMAGE);
   r->slot = slot;
-  r->backend = l->be_start + idx;
+  r->backend = l->be_off + idx * (u32)sizeof(struct sp_backend);
 
   if (affinity) {
-    struct sp_affinity *e = affinity_claim(f->src, l->affinity_id, now);
-    const struct sp_backend *be = &img.be[r->backend];
+    struct sp_affinity *e = affinity_claim(ctx, f->src, l->affinity_id, now);
+    const struct sp_backend *be = (const struct sp_backend *)(v->base + r->backend);
     addr_copy(e->client, f->src);
     addr_copy(e->be_addr, be->addr);
     e->affinity_id = l->affinity_id;
@@ -309,14 +341,32 @@ static void select_one(const struct sp_flow *f, struct sp_result *r, u32 now) {
 }
 
 /* Selects a backend for `count` flows at `flows`, writing one result each at `results`. Returns the
- * number of flows processed: 0 when the buffers are not inside linear memory. */
-u32 EXPORT(sp_select_batch)(u32 flows, u32 results, u32 count, u32 now) {
+ * number of flows processed: 0 when the buffers are not inside memory. A registered reader announces
+ * the image epoch it reads under for the duration of the batch, so the writer knows when an old block
+ * can no longer be in use. */
+u32 EXPORT(sp_select_batch)(u32 ctx_off, u32 flows, u32 results, u32 count, u32 now) {
+  if (ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct sp_ctx))) return 0;
   if (flows % 4 != 0 || results % 4 != 0) return 0;
   if (!in_memory(flows, (u64)count * sizeof(struct sp_flow)) || !in_memory(results, (u64)count * sizeof(struct sp_result)))
     return 0;
+  const struct sp_ctx *ctx = (const struct sp_ctx *)mem_at(ctx_off);
   const struct sp_flow *f = (const struct sp_flow *)mem_at(flows);
   struct sp_result *r = (struct sp_result *)mem_at(results);
-  for (u32 i = 0; i < count; i++) select_one(&f[i], &r[i], now);
+  u32 *announce = 0;
+  if (ctx->image != 0 && ctx->reader < SP_MAX_READERS && in_memory(ctx->image, sizeof(struct sp_header))) {
+    struct sp_header *h = (struct sp_header *)mem_at(ctx->image);
+    announce = &h->readers[ctx->reader];
+    store_release(announce, load_acquire(&h->epoch) | 1u); /* never 0 while reading */
+  }
+  struct view v;
+  if (!view_load(&v, ctx->image)) {
+    for (u32 i = 0; i < count; i++) {
+      r[i] = (struct sp_result){V_PASS, R_NO_IMAGE, 0, 0, SP_NONE, SP_NONE, SP_NONE};
+    }
+  } else {
+    for (u32 i = 0; i < count; i++) select_one(ctx, &v, &f[i], &r[i], now);
+  }
+  if (announce) store_release(announce, 0);
   return count;
 }
 
@@ -346,6 +396,8 @@ u32 EXPORT(sp_sizeof)(u32 which) {
   case 7: return sizeof(struct sp_flow);
   case 8: return sizeof(struct sp_result);
   case 9: return sizeof(struct sp_affinity);
+  case 10: return sizeof(struct sp_root);
+  case 11: return sizeof(struct sp_ctx);
   default: return 0;
   }
 }

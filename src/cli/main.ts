@@ -167,8 +167,8 @@ async function cmdCompile(args: string[], io: Io): Promise<number> {
   printErrors(errors, io);
   const image = selector.image as Uint8Array;
   writeFileSync(out, image);
-  const t = selector.tables;
-  io.stderr(`wrote ${out}: ${image.byteLength} bytes, ${t?.frontendCount ?? 0} frontends, ${t?.serviceCount ?? 0} service ports, ${t?.backendCount ?? 0} backends\n`);
+  const s = dumpTables(selector.tables as NonNullable<Selector['tables']>).stats;
+  io.stderr(`wrote ${out}: ${image.byteLength} bytes, ${s.frontends} frontends, ${s.services} service ports, ${s.backends} backends\n`);
   return errors.length > 0 ? 1 : 0;
 }
 

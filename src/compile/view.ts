@@ -1,29 +1,32 @@
-// A read-only view of a table image, for dumps, traces and turning core results into addresses. It checks
-// the same structural invariants as the core's sp_attach before anything reads through it.
+// A read-only view of a table image, for dumps, traces and turning core results into addresses. Like the
+// core, it checks every offset where it follows one, so a corrupt image gives an ImageError, never a
+// read outside the buffer.
 
 import { formatIp, protocolName } from '../k8s/net.js';
 import {
-  BACKEND, BE_F_LOCAL, BE_TERMINATING, FE_F_EXTERNAL, FE_F_SOURCE_RANGES, FE_KIND_NAMES, FRONTEND, HEADER, LIST,
-  LIST_LOCAL, MAGIC, SERVICE, SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP, SVC_EMPTY_INTERNAL_DROP, SVC_F_AFFINITY,
-  SVC_F_EXTERNAL_LOCAL, SVC_F_INTERNAL_LOCAL, SVC_F_IPV6, VERSION,
+  BACKEND, BE_F_LOCAL, BE_TERMINATING, FE_EMPTY, FE_F_EXTERNAL, FE_F_SOURCE_RANGES, FE_KIND_NAMES, FE_TOMBSTONE,
+  FRONTEND, HEADER, LIST, LIST_LOCAL, MAGIC, ROOT, SERVICE, SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP,
+  SVC_EMPTY_INTERNAL_DROP, SVC_F_AFFINITY, SVC_F_EXTERNAL_LOCAL, SVC_F_INTERNAL_LOCAL, SVC_F_IPV6, VERSION,
 } from './layout.js';
 
 export class ImageError extends Error {}
 
 export interface FrontendView {
-  slot: number;
+  index: number;
   address: string;
   port: number;
   protocol: string;
   kind: (typeof FE_KIND_NAMES)[number];
-  svc: number;
+  slot: number;
   revnat: number;
   external: boolean;
   sourceRanges: boolean;
 }
 
 export interface ServiceView {
-  index: number;
+  slot: number;
+  offset: number;
+  size: number;
   name: string;
   portName: string;
   protocol: string;
@@ -31,6 +34,7 @@ export interface ServiceView {
   affinityTimeout: number;
   internalPolicyLocal: boolean;
   externalPolicyLocal: boolean;
+  lists: ListView[];
   listInternal: number;
   listExternal: number;
   listCluster: number;
@@ -40,17 +44,16 @@ export interface ServiceView {
 }
 
 export interface ListView {
-  index: number;
   kind: 'cluster' | 'local';
-  beStart: number;
+  backendsOffset: number;
   beCount: number;
+  maglevOffset: number;
   maglevSize: number;
   maglevWidth: number;
-  maglevOffset: number;
 }
 
 export interface BackendView {
-  index: number;
+  offset: number;
   address: string;
   port: number;
   state: 'active' | 'terminating';
@@ -63,155 +66,188 @@ const decoder = new TextDecoder();
 export class ImageView {
   readonly bytes: Uint8Array;
   private readonly dv: DataView;
+  private readonly root: number;
 
   constructor(bytes: Uint8Array) {
     this.bytes = bytes;
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    if (bytes.byteLength < HEADER.size || this.h(HEADER.magic) !== MAGIC) throw new ImageError('not a svcplane table image (bad magic)');
-    if (this.h(HEADER.version) !== VERSION) throw new ImageError(`unsupported image version ${this.h(HEADER.version)} (this build reads ${VERSION})`);
-    if (this.h(HEADER.imageSize) !== bytes.byteLength) throw new ImageError(`image is truncated or padded: header says ${this.h(HEADER.imageSize)} bytes, got ${bytes.byteLength}`);
-    const sections: [string, number, number][] = [
-      ['frontends', HEADER.feOff, this.h(HEADER.feCap) * FRONTEND.size],
-      ['services', HEADER.svcOff, this.h(HEADER.svcCount) * SERVICE.size],
-      ['lists', HEADER.listOff, this.h(HEADER.listCount) * LIST.size],
-      ['backends', HEADER.beOff, this.h(HEADER.beCount) * BACKEND.size],
-      ['maglev', HEADER.mgOff, this.h(HEADER.mgBytes)],
-      ['source ranges', HEADER.srOff, this.h(HEADER.srCount) * SOURCE_RANGE.size],
-      ['local sources', HEADER.lsOff, this.h(HEADER.lsCount) * SOURCE_RANGE.size],
-      ['strings', HEADER.strOff, this.h(HEADER.strBytes)],
-    ];
-    for (const [name, off, len] of sections) {
-      if (this.h(off) + len > bytes.byteLength) throw new ImageError(`image section ${name} runs past the end`);
+    if (bytes.byteLength < HEADER.size || this.u32(HEADER.magic) !== MAGIC) throw new ImageError('not a svcplane table image (bad magic)');
+    if (this.u32(HEADER.version) !== VERSION) throw new ImageError(`unsupported image version ${this.u32(HEADER.version)} (this build reads ${VERSION})`);
+    if (this.u32(HEADER.imageSize) !== bytes.byteLength) {
+      throw new ImageError(`image is truncated or padded: header says ${this.u32(HEADER.imageSize)} bytes, got ${bytes.byteLength}`);
     }
+    this.root = this.checked(this.u32(HEADER.root), ROOT.size, 'root');
+    this.checked(this.r(ROOT.feOff), this.r(ROOT.feCap) * FRONTEND.size, 'frontend map');
+    this.checked(this.r(ROOT.slotOff), this.r(ROOT.slotCap) * 4, 'service slots');
+    this.checked(this.r(ROOT.lsOff), this.r(ROOT.lsCount) * SOURCE_RANGE.size, 'local sources');
+    const cap = this.r(ROOT.feCap);
+    if (cap === 0 || (cap & (cap - 1)) !== 0) throw new ImageError('frontend map capacity is not a power of two');
   }
 
-  private h(field: number): number {
-    return this.dv.getUint32(field, true);
+  private u32(at: number): number {
+    if (at + 4 > this.bytes.byteLength) throw new ImageError(`offset ${at} outside the image`);
+    return this.dv.getUint32(at, true);
   }
 
-  get clusterSeed(): number { return this.h(HEADER.flowSeed); }
-  get tableSeed(): number { return this.h(HEADER.tableSeed); }
-  get frontendCapacity(): number { return this.h(HEADER.feCap); }
-  get frontendCount(): number { return this.h(HEADER.feCount); }
-  get serviceCount(): number { return this.h(HEADER.svcCount); }
-  get listCount(): number { return this.h(HEADER.listCount); }
-  get backendCount(): number { return this.h(HEADER.beCount); }
-  get maglevBytes(): number { return this.h(HEADER.mgBytes); }
-  get nodeName(): string { return this.string(this.h(HEADER.nodeName)); }
-  get nodeZone(): string { return this.string(this.h(HEADER.nodeZone)); }
+  private r(field: number): number {
+    return this.u32(this.root + field);
+  }
+
+  private checked(off: number, len: number, what: string): number {
+    if (off + len > this.bytes.byteLength) throw new ImageError(`${what} runs past the end of the image`);
+    return off;
+  }
+
+  get clusterSeed(): number { return this.u32(HEADER.flowSeed); }
+  get tableSeed(): number { return this.u32(HEADER.tableSeed); }
+  get generation(): number { return this.u32(HEADER.generation); }
+  get frontendCapacity(): number { return this.r(ROOT.feCap); }
+  get slotCapacity(): number { return this.r(ROOT.slotCap); }
+  get nodeName(): string { return this.string(this.r(ROOT.nodeName)); }
+  get nodeZone(): string { return this.string(this.r(ROOT.nodeZone)); }
 
   string(off: number): string {
-    const base = this.h(HEADER.strOff);
-    const len = this.h(HEADER.strBytes);
-    if (off >= len) return '';
-    let end = base + off;
-    while (end < base + len && this.bytes[end] !== 0) end++;
-    return decoder.decode(this.bytes.subarray(base + off, end));
+    if (off >= this.bytes.byteLength) throw new ImageError(`string at ${off} outside the image`);
+    let end = off;
+    while (end < this.bytes.byteLength && this.bytes[end] !== 0) end++;
+    return decoder.decode(this.bytes.subarray(off, end));
   }
 
   private addr(at: number): string {
+    this.checked(at, 16, 'address');
     return formatIp(this.bytes.subarray(at, at + 16));
   }
 
-  frontend(slot: number): FrontendView | undefined {
-    if (slot < 0 || slot >= this.frontendCapacity) return undefined;
-    const at = this.h(HEADER.feOff) + slot * FRONTEND.size;
+  frontend(index: number): FrontendView | undefined {
+    if (index < 0 || index >= this.frontendCapacity) return undefined;
+    const at = this.r(ROOT.feOff) + index * FRONTEND.size;
     const kind = this.bytes[at + FRONTEND.kind] as number;
-    if (kind === 0) return undefined;
-    const flags = this.dv.getUint32(at + FRONTEND.flags, true);
+    if (kind === FE_EMPTY || kind === FE_TOMBSTONE) return undefined;
+    const flags = this.u32(at + FRONTEND.flags);
     const proto = this.bytes[at + FRONTEND.proto] as number;
     return {
-      slot,
+      index,
       address: this.addr(at + FRONTEND.addr),
       port: this.dv.getUint16(at + FRONTEND.port, true),
       protocol: protocolName(proto) ?? String(proto),
       kind: FE_KIND_NAMES[kind] ?? '',
-      svc: this.dv.getUint32(at + FRONTEND.svc, true),
-      revnat: this.dv.getUint32(at + FRONTEND.revnat, true),
+      slot: this.u32(at + FRONTEND.slot),
+      revnat: this.u32(at + FRONTEND.revnat),
       external: (flags & FE_F_EXTERNAL) !== 0,
       sourceRanges: (flags & FE_F_SOURCE_RANGES) !== 0,
     };
   }
 
-  /** Used frontend slots, in slot order. */
+  /** Live frontend entries, in map order. */
   *frontends(): Generator<FrontendView> {
-    for (let s = 0; s < this.frontendCapacity; s++) {
-      const fe = this.frontend(s);
+    for (let i = 0; i < this.frontendCapacity; i++) {
+      const fe = this.frontend(i);
       if (fe) yield fe;
     }
   }
 
-  service(index: number): ServiceView {
-    if (index >= this.serviceCount) throw new ImageError(`service index ${index} out of range`);
-    const at = this.h(HEADER.svcOff) + index * SERVICE.size;
-    const u32 = (o: number): number => this.dv.getUint32(at + o, true);
+  get frontendCount(): number {
+    let n = 0;
+    for (const _ of this.frontends()) n++;
+    return n;
+  }
+
+  /** The service block published in `slot`, or undefined when the slot is empty. */
+  service(slot: number): ServiceView | undefined {
+    if (slot >= this.slotCapacity) throw new ImageError(`service slot ${slot} out of range`);
+    const off = this.u32(this.r(ROOT.slotOff) + slot * 4);
+    if (off === 0) return undefined;
+    this.checked(off, SERVICE.size, 'service block');
+    const u32 = (o: number): number => this.u32(off + o);
     const flags = u32(SERVICE.flags);
-    const empty = this.bytes[at + SERVICE.empty] as number;
-    const srStart = u32(SERVICE.srStart);
-    const srCount = this.dv.getUint16(at + SERVICE.srCount, true);
+    const listOff = u32(SERVICE.listOff);
+    const listCount = this.bytes[off + SERVICE.listCount] as number;
+    this.checked(listOff, listCount * LIST.size, 'list table');
+    const lists: ListView[] = [];
+    for (let i = 0; i < listCount; i++) {
+      const at = listOff + i * LIST.size;
+      const l: ListView = {
+        kind: this.bytes[at + LIST.kind] === LIST_LOCAL ? 'local' : 'cluster',
+        backendsOffset: this.u32(at + LIST.beOff),
+        beCount: this.u32(at + LIST.beCount),
+        maglevOffset: this.u32(at + LIST.mgOff),
+        maglevSize: this.u32(at + LIST.mgSize),
+        maglevWidth: this.bytes[at + LIST.mgWidth] as number,
+      };
+      this.checked(l.backendsOffset, l.beCount * BACKEND.size, 'backend list');
+      this.checked(l.maglevOffset, l.maglevSize * l.maglevWidth, 'Maglev table');
+      lists.push(l);
+    }
+    const pick = (field: number): number => {
+      const i = this.bytes[off + field] as number;
+      if (i >= listCount) throw new ImageError(`service block at ${off}: list index ${i} out of range`);
+      return i;
+    };
+    const empty = this.bytes[off + SERVICE.empty] as number;
+    const srOff = u32(SERVICE.srOff);
+    const srCount = this.dv.getUint16(off + SERVICE.srCount, true);
+    this.checked(srOff, srCount * SOURCE_RANGE.size, 'source ranges');
+    const v6 = (flags & SVC_F_IPV6) !== 0;
     const sourceRanges: string[] = [];
     for (let i = 0; i < srCount; i++) {
-      const r = this.h(HEADER.srOff) + (srStart + i) * SOURCE_RANGE.size;
-      const prefix = this.bytes[r + SOURCE_RANGE.prefix] as number;
-      const v6 = (flags & SVC_F_IPV6) !== 0;
-      sourceRanges.push(`${this.addr(r)}/${v6 ? prefix : prefix - 96}`);
+      const at = srOff + i * SOURCE_RANGE.size;
+      const prefix = this.bytes[at + SOURCE_RANGE.prefix] as number;
+      sourceRanges.push(`${this.addr(at)}/${v6 ? prefix : prefix - 96}`);
     }
     return {
-      index,
+      slot,
+      offset: off,
+      size: u32(SERVICE.blockSize),
       name: this.string(u32(SERVICE.name)),
       portName: this.string(u32(SERVICE.portName)),
-      protocol: protocolName(this.bytes[at + SERVICE.proto] as number) ?? '?',
-      family: flags & SVC_F_IPV6 ? 'IPv6' : 'IPv4',
+      protocol: protocolName(this.bytes[off + SERVICE.proto] as number) ?? '?',
+      family: v6 ? 'IPv6' : 'IPv4',
       affinityTimeout: flags & SVC_F_AFFINITY ? u32(SERVICE.affinityTimeout) : 0,
       internalPolicyLocal: (flags & SVC_F_INTERNAL_LOCAL) !== 0,
       externalPolicyLocal: (flags & SVC_F_EXTERNAL_LOCAL) !== 0,
-      listInternal: u32(SERVICE.listInternal),
-      listExternal: u32(SERVICE.listExternal),
-      listCluster: u32(SERVICE.listCluster),
+      lists,
+      listInternal: pick(SERVICE.listInternal),
+      listExternal: pick(SERVICE.listExternal),
+      listCluster: pick(SERVICE.listCluster),
       internalWhenEmpty: empty & SVC_EMPTY_INTERNAL_DROP ? 'drop' : 'reject',
       externalWhenEmpty: empty & SVC_EMPTY_EXTERNAL_DROP ? 'drop' : 'reject',
       sourceRanges,
     };
   }
 
-  list(index: number): ListView {
-    if (index >= this.listCount) throw new ImageError(`list index ${index} out of range`);
-    const at = this.h(HEADER.listOff) + index * LIST.size;
-    return {
-      index,
-      kind: this.bytes[at + LIST.kind] === LIST_LOCAL ? 'local' : 'cluster',
-      beStart: this.dv.getUint32(at + LIST.beStart, true),
-      beCount: this.dv.getUint32(at + LIST.beCount, true),
-      maglevOffset: this.dv.getUint32(at + LIST.mgOff, true),
-      maglevSize: this.dv.getUint32(at + LIST.mgSize, true),
-      maglevWidth: this.bytes[at + LIST.mgWidth] as number,
-    };
+  /** Published service blocks, by slot. */
+  *services(): Generator<ServiceView> {
+    for (let s = 0; s < this.slotCapacity; s++) {
+      const v = this.service(s);
+      if (v) yield v;
+    }
   }
 
   /** Maglev entry `slot` of a list: the index of the backend inside the list. */
   maglevEntry(list: ListView, slot: number): number {
-    const at = this.h(HEADER.mgOff) + list.maglevOffset + slot * list.maglevWidth;
+    if (slot >= list.maglevSize) throw new ImageError(`Maglev slot ${slot} out of range`);
+    const at = list.maglevOffset + slot * list.maglevWidth;
     if (list.maglevWidth === 1) return this.bytes[at] as number;
     if (list.maglevWidth === 2) return this.dv.getUint16(at, true);
     return this.dv.getUint32(at, true);
   }
 
-  backend(index: number): BackendView {
-    if (index >= this.backendCount) throw new ImageError(`backend index ${index} out of range`);
-    const at = this.h(HEADER.beOff) + index * BACKEND.size;
+  /** The backend at an offset (as the core reports it). */
+  backend(offset: number): BackendView {
+    this.checked(offset, BACKEND.size, 'backend');
     return {
-      index,
-      address: this.addr(at + BACKEND.addr),
-      port: this.dv.getUint16(at + BACKEND.port, true),
-      state: this.bytes[at + BACKEND.state] === BE_TERMINATING ? 'terminating' : 'active',
-      isLocal: ((this.bytes[at + BACKEND.flags] as number) & BE_F_LOCAL) !== 0,
-      nodeName: this.string(this.dv.getUint32(at + BACKEND.node, true)),
+      offset,
+      address: this.addr(offset + BACKEND.addr),
+      port: this.dv.getUint16(offset + BACKEND.port, true),
+      state: this.bytes[offset + BACKEND.state] === BE_TERMINATING ? 'terminating' : 'active',
+      isLocal: ((this.bytes[offset + BACKEND.flags] as number) & BE_F_LOCAL) !== 0,
+      nodeName: this.string(this.u32(offset + BACKEND.node)),
     };
   }
 
   backendsOf(list: ListView): BackendView[] {
     const out: BackendView[] = [];
-    for (let i = 0; i < list.beCount; i++) out.push(this.backend(list.beStart + i));
+    for (let i = 0; i < list.beCount; i++) out.push(this.backend(list.backendsOffset + i * BACKEND.size));
     return out;
   }
 }

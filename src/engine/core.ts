@@ -2,22 +2,24 @@
 // native addon (which exports the same functions over a host buffer). Core owns the memory layout above
 // the core's own data (sp_heap_base):
 //
-//   [affinity table][single-flow scratch][batch buffer][image]
+//   [context][affinity table][scratch][batch buffer][image arena ...]
 //
-// The image comes last so it can be replaced in place when the new one fits and moved to the end (the
-// memory grows) when it does not; the batch buffer grows the same way. Typed-array views over the memory
-// are rebuilt after every memory.grow, because growing detaches the old ArrayBuffer.
+// The image arena comes last so it can grow in place: the image writer (src/compile/image.ts) grows the
+// memory as the arena needs it, and offsets stay valid. Typed-array views over the memory are rebuilt
+// after every grow, because growing detaches the old ArrayBuffer.
 
 import { readFileSync } from 'node:fs';
-import { FLOW, RESULT, AFFINITY_ENTRY_SIZE, STRUCT_SIZES } from '../compile/layout.js';
+import { FLOW, RESULT, AFFINITY_ENTRY_SIZE, CTX_SIZE, STRUCT_SIZES } from '../compile/layout.js';
+import type { ImageMemory } from '../compile/image.js';
 
 /** What an engine provides: the C core's exports and its memory (WebAssembly.Memory or an equivalent). */
 export interface CoreExports {
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
-  sp_attach(ptr: number, len: number): number;
-  sp_detach(): void;
-  sp_affinity_init(ptr: number, capacity: number, seed: number): number;
-  sp_select_batch(flows: number, results: number, count: number, now: number): number;
+  sp_ctx_init(ctx: number, affinity: number, capacity: number, seed: number): number;
+  sp_ctx_reader(ctx: number, index: number): number;
+  sp_attach(ctx: number, image: number, len: number): number;
+  sp_detach(ctx: number): void;
+  sp_select_batch(ctx: number, flows: number, results: number, count: number, now: number): number;
   sp_hash20(ptr: number, seed: number): number;
   sp_heap_base(): number;
   sp_abi_version(): number;
@@ -39,11 +41,8 @@ const ATTACH_ERRORS: Record<number, string> = {
   [-2]: 'bad magic',
   [-3]: 'unsupported version',
   [-4]: 'size mismatch',
-  [-5]: 'a section runs past the end of the image',
-  [-6]: 'a frontend entry points outside its tables',
-  [-7]: 'a service entry points outside its tables',
-  [-8]: 'a backend list or Maglev table runs outside its section',
-  [-9]: 'hash map capacity is not a power of two',
+  [-5]: 'its root tables run past the end of the image or are malformed',
+  [-9]: 'capacity is not a power of two',
 };
 
 export class CoreError extends Error {}
@@ -64,18 +63,20 @@ export interface CoreOptions {
   affinityCapacity?: number;
   /** Per-instance seed for the affinity table placement; random by default. */
   stateSeed?: number;
+  /** Flows per core call; larger batches are split. Default 4096. */
+  batchCapacity?: number;
 }
 
-export class Core {
+export class Core implements ImageMemory {
   readonly kind: EngineKind;
   private readonly x: CoreExports;
   private u8: Uint8Array;
+  private readonly ctx: number;
   private readonly scratch: number; // one flow + one result, for single selects and hashing
-  private batchPtr = 0;
-  private batchCap = 0; // flows
-  private imagePtr = 0;
-  private imageCap = 0;
-  private top: number; // first free byte
+  private readonly batchPtr: number;
+  readonly batchCapacity: number;
+  /** Offset of the image arena: everything from here to the end of memory belongs to the image. */
+  readonly imageBase: number;
 
   constructor(kind: EngineKind, exports: CoreExports, opts: CoreOptions = {}) {
     this.kind = kind;
@@ -86,13 +87,16 @@ export class Core {
     }
     let cap = 1;
     while (cap < (opts.affinityCapacity ?? 65536)) cap *= 2;
-    const affinityPtr = align8(this.x.sp_heap_base());
-    this.scratch = align8(affinityPtr + cap * AFFINITY_ENTRY_SIZE);
-    this.top = align8(this.scratch + FLOW.size + RESULT.size + 32);
-    this.ensure(this.top);
+    this.batchCapacity = opts.batchCapacity ?? 4096;
+    this.ctx = align8(this.x.sp_heap_base());
+    const affinity = align8(this.ctx + CTX_SIZE);
+    this.scratch = align8(affinity + cap * AFFINITY_ENTRY_SIZE);
+    this.batchPtr = align8(this.scratch + FLOW.size + RESULT.size + 32);
+    this.imageBase = align8(this.batchPtr + this.batchCapacity * (FLOW.size + RESULT.size));
+    this.ensure(this.imageBase);
     const seed = opts.stateSeed ?? (Math.random() * 0x100000000) >>> 0;
-    const rc = this.x.sp_affinity_init(affinityPtr, cap, seed);
-    if (rc !== 0) throw new CoreError(`affinity table init failed (${rc})`);
+    const rc = this.x.sp_ctx_init(this.ctx, affinity, cap, seed);
+    if (rc !== 0) throw new CoreError(`core context init failed (${rc})`);
   }
 
   /** Current bytes of core memory (a fresh view: never keep it across calls that may grow memory). */
@@ -101,29 +105,27 @@ export class Core {
     return this.u8;
   }
 
-  private ensure(end: number): void {
+  bytes(): Uint8Array {
+    return this.memory;
+  }
+
+  ensure(end: number): void {
     const have = this.x.memory.buffer.byteLength;
     if (end > have) this.x.memory.grow(Math.ceil((end - have) / PAGE));
   }
 
-  private allocate(size: number): number {
-    const ptr = align8(this.top);
-    this.top = ptr + size;
-    this.ensure(this.top);
-    return ptr;
+  /** Attaches the image of `len` bytes at imageBase (written there by an ImageWriter or by loadImage). */
+  attach(len: number): void {
+    const rc = this.x.sp_attach(this.ctx, this.imageBase, len);
+    if (rc !== 0) throw new CoreError(`core rejected the image: ${ATTACH_ERRORS[rc] ?? `error ${rc}`}`);
   }
 
-  /** Copies an image into core memory and attaches it; on failure nothing is attached (the old bytes may be overwritten). */
-  attach(image: Uint8Array): void {
-    if (image.byteLength > this.imageCap) {
-      // Grow geometrically so that a cluster growing one service at a time moves the image O(log n) times.
-      this.imageCap = align8(Math.max(image.byteLength, Math.floor(this.imageCap * 1.5)));
-      this.imagePtr = this.allocate(this.imageCap);
-    }
-    this.x.sp_detach();
-    this.memory.set(image, this.imagePtr);
-    const rc = this.x.sp_attach(this.imagePtr, image.byteLength);
-    if (rc !== 0) throw new CoreError(`core rejected the image: ${ATTACH_ERRORS[rc] ?? `error ${rc}`}`);
+  /** Copies a compiled image into the arena and attaches it. */
+  loadImage(image: Uint8Array): void {
+    this.x.sp_detach(this.ctx);
+    this.ensure(this.imageBase + image.byteLength);
+    this.memory.set(image, this.imageBase);
+    this.attach(image.byteLength);
   }
 
   hash20(key: Uint8Array, seed: number): number {
@@ -131,27 +133,23 @@ export class Core {
     return this.x.sp_hash20(this.scratch, seed) >>> 0;
   }
 
-  /** Pointer to a batch buffer for `count` flows followed by `count` results. */
-  batchBuffer(count: number): { flows: number; results: number } {
-    if (count > this.batchCap) {
-      this.batchCap = Math.max(count, this.batchCap * 2, 256);
-      this.batchPtr = this.allocate(this.batchCap * (FLOW.size + RESULT.size));
-    }
-    return { flows: this.batchPtr, results: this.batchPtr + this.batchCap * FLOW.size };
+  /** Offsets of the batch buffer: batchCapacity flows, then batchCapacity results. */
+  batchBuffer(): { flows: number; results: number } {
+    return { flows: this.batchPtr, results: this.batchPtr + this.batchCapacity * FLOW.size };
   }
 
-  /** Runs the batch previously written at batchBuffer(count).flows. */
+  /** Runs `count` (<= batchCapacity) flows previously written at batchBuffer().flows. */
   selectBatchInPlace(count: number, now: number): void {
-    const { flows, results } = this.batchBuffer(count);
-    if (this.x.sp_select_batch(flows, results, count, now >>> 0) !== count) throw new CoreError('batch outside core memory');
+    if (count > this.batchCapacity) throw new RangeError(`batch of ${count} flows exceeds the core's batch capacity ${this.batchCapacity}`);
+    const { flows, results } = this.batchBuffer();
+    if (this.x.sp_select_batch(this.ctx, flows, results, count, now >>> 0) !== count) throw new CoreError('batch outside core memory');
   }
 
   /** Single flow: `flow` is FLOW.size bytes; returns a view of the RESULT.size result bytes. */
   selectOne(flow: Uint8Array, now: number): Uint8Array {
-    const mem = this.memory;
-    mem.set(flow, this.scratch);
+    this.memory.set(flow, this.scratch);
     const res = this.scratch + FLOW.size;
-    this.x.sp_select_batch(this.scratch, res, 1, now >>> 0);
+    this.x.sp_select_batch(this.ctx, this.scratch, res, 1, now >>> 0);
     return this.memory.subarray(res, res + RESULT.size);
   }
 }

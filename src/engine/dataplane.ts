@@ -2,10 +2,10 @@
 
 import { type IpFamily, type Protocol, PROTOCOL_NUMBERS, parseIp, protocolName } from '../k8s/net.js';
 import type { Note, ValidationError } from '../k8s/types.js';
-import { ClusterState, type Kind } from '../control/state.js';
-import { type NodeContext, nodeContext, planCluster } from '../control/semantics.js';
-import { compileImage } from '../compile/image.js';
-import { ImageView, type BackendView, type FrontendView, type ServiceView } from '../compile/view.js';
+import { type ApplyResult, ClusterState, type Kind } from '../control/state.js';
+import { type NodeContext, type ServicePortPlan, nodeContext, planCluster, planService } from '../control/semantics.js';
+import { BufferMemory, ImageWriter, type ImageOptions } from '../compile/image.js';
+import { ImageView, type BackendView, type ListView } from '../compile/view.js';
 import {
   DEFAULT_CLUSTER_SEED, FLOW, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
   R_AFFINITY, VERDICTS, type Verdict,
@@ -133,35 +133,35 @@ export function encodeFlows(flows: readonly Omit<Flow, 'now'>[]): Uint8Array {
 
 /** Selection over a compiled image: what `svcplane dump IMAGE` and `trace IMAGE` need, and the base of Dataplane. */
 export class Selector {
+  /** The engine running the core, and why that one (for `svcplane version`). */
   readonly engine: EngineKind;
-  /** Why this engine runs (what `svcplane version` prints). */
   readonly engineReason: string;
   protected readonly core: Core;
-  protected view: ImageView | undefined;
+  private loaded: ImageView | undefined;
   private readonly flowBuf = new Uint8Array(FLOW.size);
 
   constructor(opts: { engine?: EngineName; affinityCapacity?: number }) {
-    const chosen = resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity });
-    this.engine = chosen.engine;
-    this.engineReason = chosen.reason;
-    this.core = chosen.core;
+    const resolved = resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity });
+    this.core = resolved.core;
+    this.engine = resolved.engine;
+    this.engineReason = resolved.reason;
   }
 
   /** Attaches a compiled image (e.g. from `svcplane compile`); throws ImageError/CoreError when malformed. */
   loadImage(bytes: Uint8Array): void {
-    const view = new ImageView(bytes);
-    this.core.attach(bytes);
-    this.view = view;
+    const view = new ImageView(bytes.slice());
+    this.core.loadImage(bytes);
+    this.loaded = view;
   }
 
-  /** Read-only view of the compiled tables, or undefined before the first apply/loadImage. */
+  /** Read-only view of the tables being served (do not keep it across changes). */
   get tables(): ImageView | undefined {
-    return this.view;
+    return this.loaded;
   }
 
-  /** The current image bytes (what `svcplane compile` writes). */
+  /** The image bytes (what `svcplane compile` writes). */
   get image(): Uint8Array | undefined {
-    return this.view?.bytes;
+    return this.loaded?.bytes;
   }
 
   /** One flow's decision. Affinity state is updated as for a real new connection. */
@@ -172,17 +172,22 @@ export class Selector {
   }
 
   /**
-   * Selects for `flows` (FLOW.size bytes per flow, see encodeFlows) in one core call; returns RESULT.size
-   * bytes per flow: verdict u8 (0 pass, 1 forward, 2 reject, 3 drop), reason u8, frontend slot u32,
-   * backend index u32 (into tables.backend()), Maglev slot u32 (0xffffffff when unset).
+   * Selects for `flows` (FLOW.size bytes per flow, see encodeFlows) with one core call per
+   * core.batchCapacity flows; returns RESULT.size bytes per flow: verdict u8 (0 pass, 1 forward, 2 reject,
+   * 3 drop), reason u8, list u8, frontend index u32, backend offset u32 (tables.backend()), Maglev slot u32
+   * (0xffffffff when unset).
    */
   selectBatch(flows: Uint8Array, now: number = nowSeconds(), out?: Uint8Array): Uint8Array {
     const count = Math.floor(flows.byteLength / FLOW.size);
-    const buf = this.core.batchBuffer(count);
-    this.core.memory.set(flows.subarray(0, count * FLOW.size), buf.flows);
-    this.core.selectBatchInPlace(count, now);
     const results = out ?? new Uint8Array(count * RESULT.size);
-    results.set(this.core.memory.subarray(buf.results, buf.results + count * RESULT.size));
+    const { flows: fp, results: rp } = this.core.batchBuffer();
+    const cap = this.core.batchCapacity;
+    for (let done = 0; done < count; done += cap) {
+      const n = Math.min(cap, count - done);
+      this.core.memory.set(flows.subarray(done * FLOW.size, (done + n) * FLOW.size), fp);
+      this.core.selectBatchInPlace(n, now);
+      results.set(this.core.memory.subarray(rp, rp + n * RESULT.size), done * RESULT.size);
+    }
     return results;
   }
 
@@ -193,13 +198,14 @@ export class Selector {
     const verdict = VERDICTS[dv.getUint8(RESULT.verdict)] ?? 'drop';
     const reasonCode = dv.getUint8(RESULT.reason);
     const sel: Selection = { verdict, reason: REASONS[reasonCode] ?? `reason ${reasonCode}` };
-    const view = this.view;
-    const feSlot = dv.getUint32(RESULT.frontend, true);
-    if (!view || feSlot === NONE) return sel;
-    const fe = view.frontend(feSlot) as FrontendView;
-    const svc: ServiceView = view.service(fe.svc);
+    const view = this.tables;
+    const feIndex = dv.getUint32(RESULT.frontend, true);
+    if (!view || feIndex === NONE) return sel;
+    const fe = view.frontend(feIndex);
+    const svc = fe ? view.service(fe.slot) : undefined;
+    if (!fe || !svc) return sel;
     const used = dv.getUint8(RESULT.list);
-    const list = view.list(used === LIST_USED_INTERNAL ? svc.listInternal : used === LIST_USED_EXTERNAL ? svc.listExternal : svc.listCluster);
+    const list = svc.lists[used === LIST_USED_INTERNAL ? svc.listInternal : used === LIST_USED_EXTERNAL ? svc.listExternal : svc.listCluster] as ListView;
     sel.service = svc.name;
     sel.frontend = { type: fe.kind, address: fe.address, port: fe.port, protocol: fe.protocol, portName: svc.portName };
     sel.scope = fe.external ? 'external' : 'internal';
@@ -208,9 +214,9 @@ export class Selector {
     sel.list = { kind: list.kind, size: list.beCount, maglevSize: list.maglevSize };
     const slot = dv.getUint32(RESULT.slot, true);
     if (slot !== NONE) sel.maglevSlot = slot;
-    const beIndex = dv.getUint32(RESULT.backend, true);
-    if (beIndex !== NONE) {
-      const be: BackendView = view.backend(beIndex);
+    const beOffset = dv.getUint32(RESULT.backend, true);
+    if (beOffset !== NONE) {
+      const be: BackendView = view.backend(beOffset);
       sel.backend = { address: be.address, port: be.port };
       sel.backendState = be.state;
     }
@@ -222,8 +228,9 @@ export class Selector {
 export class Dataplane extends Selector {
   readonly state = new ClusterState();
   private readonly opts: DataplaneOptions;
-  private readonly clusterSeed: number;
-  private readonly tableSeed: number;
+  private readonly imageOptions: ImageOptions;
+  private readonly writer: ImageWriter;
+  private node: NodeContext;
   /** Errors and notes of the last apply/delete. */
   lastReport: ApplyReport = { errors: [], notes: [] };
 
@@ -231,9 +238,15 @@ export class Dataplane extends Selector {
     super(opts);
     if (!opts.node) throw new TypeError('createDataplane: option "node" (this node\'s name) is required');
     this.opts = opts;
-    this.clusterSeed = (opts.clusterSeed ?? DEFAULT_CLUSTER_SEED) >>> 0;
-    this.tableSeed = (opts.tableSeed ?? Math.random() * 0x100000000) >>> 0;
-    this.rebuild([]);
+    this.imageOptions = {
+      clusterSeed: (opts.clusterSeed ?? DEFAULT_CLUSTER_SEED) >>> 0,
+      tableSeed: (opts.tableSeed ?? Math.random() * 0x100000000) >>> 0,
+      hash20: (key, seed) => this.core.hash20(key, seed),
+    };
+    this.writer = new ImageWriter(this.core, this.core.imageBase, this.imageOptions);
+    this.node = this.nodeContext;
+    this.writer.build([], this.node);
+    this.core.attach(this.writer.size);
   }
 
   /** The node the tables are built for, as resolved from options and the Node object. */
@@ -241,28 +254,59 @@ export class Dataplane extends Selector {
     return nodeContext(this.state, this.opts.node, this.opts.nodeAddresses, this.opts.zone, this.opts.podCIDRs);
   }
 
+  /** The tables being served, read in place (do not keep the view across changes). */
+  override get tables(): ImageView {
+    return new ImageView(this.writer.view());
+  }
+
+  /**
+   * The canonical image of the current state: a fresh full compile, byte-identical for the same objects
+   * and seeds whatever the order of changes (the served image is updated in place and is not).
+   */
+  override get image(): Uint8Array {
+    const mem = new BufferMemory();
+    const w = new ImageWriter(mem, 0, this.imageOptions);
+    w.build(planCluster(this.state, this.node), this.node);
+    return mem.bytes().slice(0, w.size);
+  }
+
+  /** Bytes of the served image, and how many of them are free for reuse. */
+  get imageStats(): { bytes: number; freeBytes: number } {
+    return { bytes: this.writer.size, freeBytes: this.writer.freeBytes };
+  }
+
   /** Validates and applies objects (Service, EndpointSlice, Node; other kinds are noted and skipped). */
   apply(objects: readonly unknown[]): ValidationError[] {
     const r = this.state.apply(objects);
-    this.rebuild(r.notes, r.errors);
+    this.publish(r);
     return r.errors;
   }
 
   /** Removes an object by kind, namespace and name; deleting what is not there is a no-op. */
   delete(kind: Kind, namespace: string, name: string): void {
-    this.state.delete(kind, namespace, name);
-    this.rebuild([]);
+    this.publish(this.state.delete(kind, namespace, name));
   }
 
-  private rebuild(notes: Note[], errors: ValidationError[] = []): void {
+  /** Turns a state change into image updates: per changed service, or the root tables when the node changed. */
+  private publish(r: ApplyResult): void {
+    const notes = [...r.notes];
     const node = this.nodeContext;
-    const compiled = compileImage(planCluster(this.state, node), node, {
-      clusterSeed: this.clusterSeed,
-      tableSeed: this.tableSeed,
-      hash20: (key, seed) => this.core.hash20(key, seed),
-    });
-    this.loadImage(compiled.bytes);
-    this.lastReport = { errors, notes: [...notes, ...compiled.notes] };
+    if (r.nodesChanged && JSON.stringify(node) !== JSON.stringify(this.node)) {
+      this.node = node;
+      const all = new Map<string, ServicePortPlan[]>();
+      for (const key of [...this.state.services.keys()].sort()) all.set(key, this.plansOf(key));
+      notes.push(...this.writer.setNode(node, all));
+    } else {
+      for (const key of [...r.changedServices].sort()) notes.push(...this.writer.update(key, this.plansOf(key)));
+    }
+    this.lastReport = { errors: r.errors, notes };
+  }
+
+  private plansOf(serviceKey: string): ServicePortPlan[] {
+    const svc = this.state.services.get(serviceKey);
+    if (!svc) return [];
+    const slices = this.state.slicesOf(serviceKey);
+    return (['IPv4', 'IPv6'] as const).flatMap((family) => planService(svc, slices, family, this.node));
   }
 }
 

@@ -276,6 +276,7 @@ static inline void verdict(struct sp_result *r, u32 v, u32 reason) {
 static void select_one(const struct sp_ctx *ctx, const struct view *v, const struct sp_flow *f, struct sp_result *r,
                        u32 now) {
   r->frontend = SP_NONE;
+  r->service = SP_NONE;
   r->backend = SP_NONE;
   r->slot = SP_NONE;
   r->list = 0;
@@ -288,6 +289,7 @@ static void select_one(const struct sp_ctx *ctx, const struct view *v, const str
 
   const struct sp_service *svc = service_at(v, fe->slot);
   if (!svc) return verdict(r, V_DROP, R_BAD_IMAGE);
+  r->service = (u32)((const u8 *)svc - v->base);
   if ((fe->flags & FE_F_SOURCE_RANGES) &&
       !in_ranges((const struct sp_source_range *)(v->base + svc->sr_off), svc->sr_count, f->src))
     return verdict(r, V_DROP, R_SOURCE_RANGE);
@@ -342,8 +344,8 @@ static void select_one(const struct sp_ctx *ctx, const struct view *v, const str
 
 /* Selects a backend for `count` flows at `flows`, writing one result each at `results`. Returns the
  * number of flows processed: 0 when the buffers are not inside memory. A registered reader announces
- * the image epoch it reads under for the duration of the batch, so the writer knows when an old block
- * can no longer be in use. */
+ * the image epoch it reads under, and stays announced until sp_ctx_quiesce: results hold offsets into
+ * the image, which the host reads after this call, so nothing they point at may be freed before. */
 u32 EXPORT(sp_select_batch)(u32 ctx_off, u32 flows, u32 results, u32 count, u32 now) {
   if (ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct sp_ctx))) return 0;
   if (flows % 4 != 0 || results % 4 != 0) return 0;
@@ -352,22 +354,27 @@ u32 EXPORT(sp_select_batch)(u32 ctx_off, u32 flows, u32 results, u32 count, u32 
   const struct sp_ctx *ctx = (const struct sp_ctx *)mem_at(ctx_off);
   const struct sp_flow *f = (const struct sp_flow *)mem_at(flows);
   struct sp_result *r = (struct sp_result *)mem_at(results);
-  u32 *announce = 0;
   if (ctx->image != 0 && ctx->reader < SP_MAX_READERS && in_memory(ctx->image, sizeof(struct sp_header))) {
     struct sp_header *h = (struct sp_header *)mem_at(ctx->image);
-    announce = &h->readers[ctx->reader];
-    store_release(announce, load_acquire(&h->epoch) | 1u); /* never 0 while reading */
+    store_release(&h->readers[ctx->reader], load_acquire(&h->epoch) | 1u); /* never 0 while reading */
   }
   struct view v;
   if (!view_load(&v, ctx->image)) {
     for (u32 i = 0; i < count; i++) {
-      r[i] = (struct sp_result){V_PASS, R_NO_IMAGE, 0, 0, SP_NONE, SP_NONE, SP_NONE};
+      r[i] = (struct sp_result){V_PASS, R_NO_IMAGE, 0, 0, SP_NONE, SP_NONE, SP_NONE, SP_NONE};
     }
   } else {
     for (u32 i = 0; i < count; i++) select_one(ctx, &v, &f[i], &r[i], now);
   }
-  if (announce) store_release(announce, 0);
   return count;
+}
+
+/* A registered reader is done with its last results: the writer may free what they pointed at. */
+void EXPORT(sp_ctx_quiesce)(u32 ctx_off) {
+  if (ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct sp_ctx))) return;
+  const struct sp_ctx *ctx = (const struct sp_ctx *)mem_at(ctx_off);
+  if (ctx->image == 0 || ctx->reader >= SP_MAX_READERS || !in_memory(ctx->image, sizeof(struct sp_header))) return;
+  store_release(&((struct sp_header *)mem_at(ctx->image))->readers[ctx->reader], 0);
 }
 
 /* ---- helpers for the control plane ---- */

@@ -1,10 +1,11 @@
 /* svcplane Ingress routing: host + path -> route target over a compiled routes section (ingress.h).
  *
- * Freestanding C11 like core.c, in its own translation unit: it shares nothing with core.c but the
- * platform layer (offsets into one memory) and the SP_NONE convention. A route resolves to a target whose
- * frontend key (ClusterIP, port, TCP) the host hands to sp_select_batch for the L4 choice.
- * Every offset inside the section is checked once in sp_routes_attach; per request only the request and
- * result buffers are checked against memory.
+ * Freestanding C11 like core.c, in its own translation unit, with no mutable globals: which section a
+ * router reads is in a host-provided struct spr_ctx, so several instances can share one memory. A route
+ * resolves to a target whose frontend key (ClusterIP, port, TCP) the host hands to sp_select_batch for the
+ * L4 choice. The whole section is validated at sp_routes_attach (maps, hashes, indices, strings); every
+ * call re-checks the header and the area bounds, and every index read from the section is checked where
+ * it is used, so even a section changed after attach is never read outside itself.
  */
 #include "platform.h"
 #include "ingress.h"
@@ -64,65 +65,80 @@ static inline int bytes_eq(const u8 *a, const u8 *b, u32 n) {
   return 1;
 }
 
-/* ---- the attached section ---- */
+/* ---- a section: header and area bounds, checked on every use ---- */
 
-static struct {
-  const struct spr_header *hdr;
+struct rview {
+  const struct spr_header *h;
   const struct spr_slot *slot;
   const struct spr_record *rec;
   const struct spr_target *tgt;
   const u8 *str;
-} rt;
+};
 
 static int area_ok(const struct spr_header *h, u32 off, u32 count, u32 size) {
   if (off % 8 != 0) return 0;
   return (u64)off + (u64)count * size <= h->size;
 }
 
+/* The section at [off, off + len): in memory, 8-aligned, right magic, version and size, areas inside. */
+static int view_load(struct rview *v, u32 off, u32 len) {
+  if (off == 0 || off % 8 != 0 || len < sizeof(struct spr_header) || !in_memory(off, len)) return 0;
+  const u8 *base = mem_at(off);
+  const struct spr_header *h = (const struct spr_header *)base;
+  if (h->magic != SPR_MAGIC || h->version != SPR_VERSION || h->size != len) return 0;
+  if (!area_ok(h, h->slot_off, h->slot_count, sizeof(struct spr_slot)) ||
+      !area_ok(h, h->rec_off, h->rec_count, sizeof(struct spr_record)) ||
+      !area_ok(h, h->tgt_off, h->tgt_count, sizeof(struct spr_target)) || !area_ok(h, h->str_off, h->str_bytes, 1))
+    return 0;
+  v->h = h;
+  v->slot = (const struct spr_slot *)(base + h->slot_off);
+  v->rec = (const struct spr_record *)(base + h->rec_off);
+  v->tgt = (const struct spr_target *)(base + h->tgt_off);
+  v->str = base + h->str_off;
+  return 1;
+}
+
 static inline int pow2(u32 cap) { return cap != 0 && (cap & (cap - 1)) == 0; }
 
-/* A map: [first, first + cap) inside the slot array, every used slot naming a key inside the strings,
- * carrying that key's hash and a value below `limit`; at least one free slot so that a miss ends. */
-static i32 check_map(const struct spr_header *h, const struct spr_slot *slots, const u8 *str, u32 first, u32 cap,
-                     u32 limit, int host_map) {
+/* A map: [first, first + cap) inside the slot array, a power-of-two capacity, every used slot naming a key
+ * inside the strings, carrying that key's hash and a value below `limit`; at least one free slot. */
+static i32 check_map(const struct rview *v, u32 first, u32 cap, u32 limit, int host_map) {
+  const struct spr_header *h = v->h;
   if (cap == 0) return E_OK;
   if (!pow2(cap) || (u64)first + cap > h->slot_count) return ER_MAP;
   u32 used = 0;
   for (u32 i = 0; i < cap; i++) {
-    const struct spr_slot *s = &slots[first + i];
+    const struct spr_slot *s = &v->slot[first + i];
     if (s->value == SP_NONE) continue;
     used++;
     if (s->value >= limit || (u64)s->key + s->len > h->str_bytes) return ER_SLOT;
     if (host_map ? s->type != SPR_PT_HOST : (s->type < SPR_PT_EXACT || s->type > SPR_PT_IMPL)) return ER_SLOT;
-    if (mm3(str + s->key, s->len, h->seed) != s->hash) return ER_SLOT;
+    if (mm3(v->str + s->key, s->len, h->seed) != s->hash) return ER_SLOT;
   }
   return used < cap ? E_OK : ER_MAP;
 }
 
 static inline int target_ok(const struct spr_header *h, u32 t) { return t == SP_NONE || t < h->tgt_count; }
 
-static i32 check_section(const struct spr_header *h, const u8 *base) {
-  const struct spr_slot *slots = (const struct spr_slot *)(base + h->slot_off);
-  const struct spr_record *rec = (const struct spr_record *)(base + h->rec_off);
-  const struct spr_target *tgt = (const struct spr_target *)(base + h->tgt_off);
-  const u8 *str = base + h->str_off;
+static i32 check_section(const struct rview *v) {
+  const struct spr_header *h = v->h;
   /* Strings: offset 0 is "", and the area ends with a NUL, so every offset below str_bytes reads a
    * terminated string inside the section. */
-  if (h->str_bytes == 0 || str[0] != 0 || str[h->str_bytes - 1] != 0) return ER_STRINGS;
-  i32 rc = check_map(h, slots, str, h->host_first, h->host_cap, h->rec_count, 1);
-  if (rc == E_OK) rc = check_map(h, slots, str, h->wild_first, h->wild_cap, h->rec_count, 1);
+  if (h->str_bytes == 0 || v->str[0] != 0 || v->str[h->str_bytes - 1] != 0) return ER_STRINGS;
+  i32 rc = check_map(v, h->host_first, h->host_cap, h->rec_count, 1);
+  if (rc == E_OK) rc = check_map(v, h->wild_first, h->wild_cap, h->rec_count, 1);
   if (rc != E_OK) return rc;
   if ((h->catchall != SP_NONE && h->catchall >= h->rec_count) || !target_ok(h, h->default_target)) return ER_RECORD;
   for (u32 i = 0; i < h->rec_count; i++) {
-    const struct spr_record *r = &rec[i];
+    const struct spr_record *r = &v->rec[i];
     if (r->name >= h->str_bytes || r->kind < SPR_HOST_EXACT || r->kind > SPR_HOST_ANY) return ER_RECORD;
     if (!target_ok(h, r->default_target)) return ER_RECORD;
-    rc = check_map(h, slots, str, r->exact_first, r->exact_cap, h->tgt_count, 0);
-    if (rc == E_OK) rc = check_map(h, slots, str, r->prefix_first, r->prefix_cap, h->tgt_count, 0);
+    rc = check_map(v, r->exact_first, r->exact_cap, h->tgt_count, 0);
+    if (rc == E_OK) rc = check_map(v, r->prefix_first, r->prefix_cap, h->tgt_count, 0);
     if (rc != E_OK) return rc;
   }
   for (u32 i = 0; i < h->tgt_count; i++) {
-    const struct spr_target *t = &tgt[i];
+    const struct spr_target *t = &v->tgt[i];
     if (t->ingress >= h->str_bytes || t->service >= h->str_bytes || t->port_name >= h->str_bytes ||
         t->reason >= h->str_bytes)
       return ER_TARGET;
@@ -131,29 +147,37 @@ static i32 check_section(const struct spr_header *h, const u8 *base) {
   return E_OK;
 }
 
-i32 EXPORT(sp_routes_attach)(u32 off, u32 len) {
-  if (off % 8 != 0 || !in_memory(off, len)) return ER_BOUNDS;
+static struct spr_ctx *ctx_at(u32 ctx_off) {
+  if (ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct spr_ctx))) return 0;
+  return (struct spr_ctx *)mem_at(ctx_off);
+}
+
+/* Validates the section at [off, off + len) and makes it the one this context routes over; on any error
+ * nothing is attached. */
+i32 EXPORT(sp_routes_attach)(u32 ctx_off, u32 off, u32 len) {
+  struct spr_ctx *ctx = ctx_at(ctx_off);
+  if (!ctx) return ER_BOUNDS;
+  ctx->section = 0;
+  ctx->size = 0;
+  if (off == 0 || off % 8 != 0 || !in_memory(off, len)) return ER_BOUNDS;
   if (len < sizeof(struct spr_header)) return ER_SIZE;
-  const u8 *base = mem_at(off);
-  const struct spr_header *h = (const struct spr_header *)base;
+  const struct spr_header *h = (const struct spr_header *)mem_at(off);
   if (h->magic != SPR_MAGIC) return ER_MAGIC;
   if (h->version != SPR_VERSION) return ER_VERSION;
   if (h->size != len) return ER_SIZE;
-  if (!area_ok(h, h->slot_off, h->slot_count, sizeof(struct spr_slot)) ||
-      !area_ok(h, h->rec_off, h->rec_count, sizeof(struct spr_record)) ||
-      !area_ok(h, h->tgt_off, h->tgt_count, sizeof(struct spr_target)) || !area_ok(h, h->str_off, h->str_bytes, 1))
-    return ER_SECTION;
-  i32 rc = check_section(h, base);
+  struct rview v;
+  if (!view_load(&v, off, len)) return ER_SECTION;
+  i32 rc = check_section(&v);
   if (rc != E_OK) return rc;
-  rt.hdr = h;
-  rt.slot = (const struct spr_slot *)(base + h->slot_off);
-  rt.rec = (const struct spr_record *)(base + h->rec_off);
-  rt.tgt = (const struct spr_target *)(base + h->tgt_off);
-  rt.str = base + h->str_off;
+  ctx->section = off;
+  ctx->size = len;
   return E_OK;
 }
 
-void EXPORT(sp_routes_detach)(void) { rt.hdr = 0; }
+void EXPORT(sp_routes_detach)(u32 ctx_off) {
+  struct spr_ctx *ctx = ctx_at(ctx_off);
+  if (ctx) ctx->section = 0;
+}
 
 /* ---- lookups ---- */
 
@@ -169,51 +193,46 @@ static inline const struct spr_slot *map_find(u32 first, u32 cap, u32 h, const u
   return 0;
 }
 
-/* The Host header's name: without ":port" ("[v6]:port" keeps the brackets) and one trailing '.'. */
-static u32 host_name_len(const u8 *host, u32 len) {
-  u32 n = len;
-  if (len > 0 && host[0] == '[') {
-    for (u32 i = 1; i < len; i++)
-      if (host[i] == ']') {
-        n = i + 1;
-        break;
-      }
-  } else {
-    for (u32 i = 0; i < len; i++)
-      if (host[i] == ':') {
-        n = i;
-        break;
-      }
+static inline u8 ascii_lower(u8 c) { return (u8)(c + ((u32)(c - 'A') < 26u ? 32u : 0u)); }
+
+/* Lowercases the Host header's name into out (SPR_MAX_HOST + 2 bytes): up to the first ':' (the port is
+ * ignored), without one trailing '.'. Returns its length, or SP_NONE when no rule host can match it: a
+ * bracketed IPv6 literal, or a name longer than SPR_MAX_HOST (rule hosts are DNS names). */
+static u32 host_name(const u8 *host, u32 len, u8 *out) {
+  if (len != 0 && host[0] == '[') return SP_NONE;
+  u32 lim = len < SPR_MAX_HOST + 2 ? len : SPR_MAX_HOST + 2, n = 0;
+  for (; n < lim; n++) {
+    u8 c = host[n];
+    if (c == ':') break;
+    out[n] = ascii_lower(c);
   }
-  if (n > 0 && host[n - 1] == '.') n--;
-  return n;
+  if (n > 0 && out[n - 1] == '.') n--;
+  return n <= SPR_MAX_HOST ? n : SP_NONE;
 }
 
 /* The record for a Host header: exact host, else wildcard (one label), else catch-all, else SP_NONE. */
 static u32 find_record(const u8 *host, u32 host_len, u8 *match) {
   const struct spr_header *h = rt.hdr;
-  u32 n = host_name_len(host, host_len);
-  if (n > 0 && n <= SPR_MAX_HOST) {
-    u8 lower[SPR_MAX_HOST];
-    u32 dot = SP_NONE;
-    for (u32 i = 0; i < n; i++) {
-      u8 c = host[i];
-      lower[i] = (c >= 'A' && c <= 'Z') ? (u8)(c + 32) : c;
-      if (c == '.' && dot == SP_NONE) dot = i;
-    }
-    const struct spr_slot *s = map_find(h->host_first, h->host_cap, mm3(lower, n, h->seed), lower, n);
+  u8 name[SPR_MAX_HOST + 2];
+  u32 n = host_name(host, host_len, name);
+  if (n != 0 && n != SP_NONE) {
+    const struct spr_slot *s = map_find(h->host_first, h->host_cap, mm3(name, n, h->seed), name, n);
     if (s) {
       *match = SPR_MATCH_EXACT;
       return s->value;
     }
     /* "*.foo.com" covers exactly one non-empty label: look up what follows the first '.'. */
-    if (h->wild_count != 0 && dot != SP_NONE && dot > 0 && dot + 1 < n) {
-      const u8 *suffix = lower + dot + 1;
-      u32 slen = n - dot - 1;
-      s = map_find(h->wild_first, h->wild_cap, mm3(suffix, slen, h->seed), suffix, slen);
-      if (s) {
-        *match = SPR_MATCH_WILDCARD;
-        return s->value;
+    if (h->wild_count != 0) {
+      u32 dot = 0;
+      while (dot < n && name[dot] != '.') dot++;
+      if (dot > 0 && dot + 1 < n) {
+        const u8 *suffix = name + dot + 1;
+        u32 slen = n - dot - 1;
+        s = map_find(h->wild_first, h->wild_cap, mm3(suffix, slen, h->seed), suffix, slen);
+        if (s) {
+          *match = SPR_MATCH_WILDCARD;
+          return s->value;
+        }
       }
     }
   }
@@ -221,24 +240,36 @@ static u32 find_record(const u8 *host, u32 host_len, u8 *match) {
   return h->catchall;
 }
 
-/* Longest Prefix key matching `path` (element-wise), probing the element prefixes shortest to longest
- * with one incremental murmur3 pass. Returns the slot or 0; *match_len gets the key length. */
-static const struct spr_slot *longest_prefix(const struct spr_record *r, const u8 *path, u32 len, u32 *match_len) {
+/* The path's best key in a record, or 0. One incremental murmur3 pass over the path serves every probe:
+ * the Prefix candidates shortest to longest (the root "", the path cut before each '/', the whole path
+ * unless it ends in '/'; a key k matches when path == k or path starts with k + '/'), cut off at the
+ * record's longest Prefix key, then the whole path in the Exact map. An Exact hit covers the whole path,
+ * so it is at least as long as any Prefix hit: it wins, also on equal length. */
+static const struct spr_slot *match_path(const struct spr_record *r, const u8 *path, u32 len, u32 *match_len) {
   const u32 seed = rt.hdr->seed;
-  const struct spr_slot *best = map_find(r->prefix_first, r->prefix_cap, mm3_finish(seed, path, 0), path, 0);
-  *match_len = 0;
-  u32 limit = len < r->prefix_max ? len : r->prefix_max;
+  const struct spr_slot *best = 0;
   u32 h = seed, done = 0;
-  for (u32 i = 1; i <= limit; i++) {
-    /* Candidates: the path cut before each '/' (after the root), and the whole path unless it ends in '/'
-     * (a key never does). A key k matches when path == k or path starts with k + '/'. */
-    int cut = i < len ? path[i] == '/' : path[len - 1] != '/';
-    if (!cut) continue;
-    for (; done + 4 <= i; done += 4) h = mm3_round(h, ld32(path + done));
-    const struct spr_slot *s = map_find(r->prefix_first, r->prefix_cap, mm3_finish(h, path + done, i), path, i);
+  *match_len = 0;
+  if (r->prefix_count != 0) {
+    best = map_find(r->prefix_first, r->prefix_cap, mm3_finish(seed, path, 0), path, 0);
+    u32 limit = len < r->prefix_max ? len : r->prefix_max;
+    for (u32 i = 1; i <= limit; i++) {
+      int cut = i < len ? path[i] == '/' : path[len - 1] != '/';
+      if (!cut) continue;
+      for (; done + 4 <= i; done += 4) h = mm3_round(h, ld32(path + done));
+      const struct spr_slot *s = map_find(r->prefix_first, r->prefix_cap, mm3_finish(h, path + done, i), path, i);
+      if (s) {
+        best = s;
+        *match_len = i;
+      }
+    }
+  }
+  if (r->exact_count != 0) {
+    for (; done + 4 <= len; done += 4) h = mm3_round(h, ld32(path + done));
+    const struct spr_slot *s = map_find(r->exact_first, r->exact_cap, mm3_finish(h, path + done, len), path, len);
     if (s) {
-      best = s;
-      *match_len = i;
+      *match_len = len;
+      return s;
     }
   }
   return best;
@@ -254,12 +285,7 @@ static void route_one(const u8 *host, u32 host_len, const u8 *path, u32 path_len
     target = h->default_target;
   } else {
     const struct spr_record *r = &rt.rec[rec];
-    const struct spr_slot *s = 0;
-    if (r->exact_count != 0) {
-      s = map_find(r->exact_first, r->exact_cap, mm3(path, path_len, h->seed), path, path_len);
-      if (s) match_len = path_len;
-    }
-    if (!s && r->prefix_count != 0) s = longest_prefix(r, path, path_len, &match_len);
+    const struct spr_slot *s = match_path(r, path, path_len, &match_len);
     if (s) {
       target = s->value;
       path_match = s->type;
@@ -280,12 +306,9 @@ u32 EXPORT(sp_route)(u32 req_off, u32 res_off) {
   if (!rt.hdr || req_off % 4 != 0 || res_off % 4 != 0) return 0;
   if (!in_memory(req_off, sizeof(struct spr_request)) || !in_memory(res_off, sizeof(struct spr_result))) return 0;
   const struct spr_request *req = (const struct spr_request *)mem_at(req_off);
-  u32 host_len = req->host_len, path_len = req->path_len;
-  u64 body = (u64)req_off + sizeof(struct spr_request);
-  if (body + host_len + path_len > memory_bytes()) return 0;
-  const u8 *host = mem_at((u32)body);
+  if (!in_memory(req->host_off, req->host_len) || !in_memory(req->path_off, req->path_len)) return 0;
   struct spr_result *res = (struct spr_result *)mem_at(res_off);
-  route_one(host, host_len, host + host_len, path_len, res);
+  route_one(mem_at(req->host_off), req->host_len, mem_at(req->path_off), req->path_len, res);
   return res->status;
 }
 

@@ -23,9 +23,10 @@
  *                   (sp_select_batch) takes as dst
  *   strings         NUL-terminated; offset 0 = "". Keys are (offset, length) into this area.
  *
- * Matching (sp_route): strip ":port" from the Host ("[v6]:port" keeps "[v6]") and one trailing '.',
- * lowercase it (ASCII) in the core; exact-host map, else wildcard map (host minus its first, non-empty
- * label), else the catch-all record. In the record: the Exact map on the whole path (an Exact hit is
+ * Matching (sp_route): the Host's name is what precedes the first ':' (the port is ignored), without one
+ * trailing '.', lowercased (ASCII) in the core; a bracketed IPv6 literal ("[v6]:port") and a name longer
+ * than SPR_MAX_HOST can name no rule host (rule hosts are DNS names) and go straight to the catch-all.
+ * Exact-host map, else wildcard map (host minus its first, non-empty label), else the catch-all record. In the record: the Exact map on the whole path (an Exact hit is
  * always at least as long as any Prefix hit, so it wins ties and longer matches alike), else the longest
  * Prefix: the path's element prefixes are probed shortest to longest (the root "", then the path cut at
  * each '/', then the whole path unless it ends in '/'), each one hash probe, hashed incrementally in one
@@ -93,10 +94,11 @@ struct spr_target {           /* 40 bytes */
   u32 reason;                 /* why 503 ("" for 200) */
 };
 
-/* Request, written by the host at req_off: host bytes then path bytes right after the 8-byte header. */
-struct spr_request {          /* 8 bytes + host_len + path_len */
-  u32 host_len;
-  u32 path_len;
+/* Request, written by the host at req_off: where the Host header and path bytes are (core-memory offsets,
+ * anywhere in memory, so the host can keep fixed areas for them). */
+struct spr_request {          /* 16 bytes */
+  u32 host_off, host_len;
+  u32 path_off, path_len;
 };
 
 enum { SPR_MATCH_NONE = 0, SPR_MATCH_EXACT = 1, SPR_MATCH_WILDCARD = 2, SPR_MATCH_ANY = 3 };
@@ -121,12 +123,12 @@ enum {
  * offset. */
 i32 sp_routes_attach(u32 off, u32 len);
 void sp_routes_detach(void);
-/* Routes one request (struct spr_request at req_off), writes struct spr_result at res_off; returns the
- * status (0 when nothing is attached or a buffer lies outside memory). */
+/* Routes one request (struct spr_request at req_off, 4-aligned), writes struct spr_result at res_off
+ * (4-aligned); returns the status (0 when nothing is attached or a buffer lies outside memory). */
 u32 sp_route(u32 req_off, u32 res_off);
 /* murmur3_32 over [ptr, ptr + len), for tests and tools (0 when outside memory). */
 u32 sp_hash_bytes(u32 ptr, u32 len, u32 seed);
-/* sizeof: 0 header, 1 slot, 2 record, 3 target, 4 request header, 5 result. */
+/* sizeof: 0 header, 1 slot, 2 record, 3 target, 4 request, 5 result. */
 u32 sp_route_sizeof(u32 which);
 
 #endif

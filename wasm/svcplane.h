@@ -145,12 +145,13 @@ enum {
 };
 #define SP_NONE 0xffffffffu
 enum { LIST_USED_INTERNAL = 0, LIST_USED_EXTERNAL = 1, LIST_USED_LOCAL_SOURCE = 2 };
-struct sp_result {            /* 16 bytes */
+struct sp_result {            /* 20 bytes */
   u8 verdict;
   u8 reason;
   u8 list;                    /* LIST_USED_*: which of the service's lists was consulted */
   u8 pad;
-  u32 frontend;               /* frontend map index, or SP_NONE */
+  u32 frontend;               /* frontend map index (in the map the batch read), or SP_NONE */
+  u32 service;                /* offset of the service block used, or SP_NONE */
   u32 backend;                /* offset of the chosen sp_backend, or SP_NONE */
   u32 slot;                   /* Maglev slot used, or SP_NONE */
 };

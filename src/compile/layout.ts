@@ -52,7 +52,7 @@ export const SOURCE_RANGE = { size: 20, addr: 0, prefix: 16 } as const;
 export const CTX_SIZE = 32;
 
 export const FLOW = { size: 40, src: 0, dst: 16, sport: 32, dport: 34, proto: 36 } as const;
-export const RESULT = { size: 16, verdict: 0, reason: 1, list: 2, frontend: 4, backend: 8, slot: 12 } as const;
+export const RESULT = { size: 20, verdict: 0, reason: 1, list: 2, frontend: 4, service: 8, backend: 12, slot: 16 } as const;
 /** RESULT.list values: which of the service's lists was consulted. */
 export const LIST_USED_INTERNAL = 0;
 export const LIST_USED_EXTERNAL = 1;

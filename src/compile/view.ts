@@ -68,12 +68,17 @@ export class ImageView {
   private readonly dv: DataView;
   private readonly root: number;
 
-  constructor(bytes: Uint8Array) {
+  /**
+   * `live`: the bytes are a window onto memory a writer is still growing (a reader thread's view): the
+   * header's size may be anything up to the window, instead of exactly the window.
+   */
+  constructor(bytes: Uint8Array, opts: { live?: boolean } = {}) {
     this.bytes = bytes;
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (bytes.byteLength < HEADER.size || this.u32(HEADER.magic) !== MAGIC) throw new ImageError('not a svcplane table image (bad magic)');
     if (this.u32(HEADER.version) !== VERSION) throw new ImageError(`unsupported image version ${this.u32(HEADER.version)} (this build reads ${VERSION})`);
-    if (this.u32(HEADER.imageSize) !== bytes.byteLength) {
+    const size = this.u32(HEADER.imageSize);
+    if (opts.live ? size > bytes.byteLength : size !== bytes.byteLength) {
       throw new ImageError(`image is truncated or padded: header says ${this.u32(HEADER.imageSize)} bytes, got ${bytes.byteLength}`);
     }
     this.root = this.checked(this.u32(HEADER.root), ROOT.size, 'root');
@@ -110,7 +115,7 @@ export class ImageView {
     if (off >= this.bytes.byteLength) throw new ImageError(`string at ${off} outside the image`);
     let end = off;
     while (end < this.bytes.byteLength && this.bytes[end] !== 0) end++;
-    return decoder.decode(this.bytes.subarray(off, end));
+    return decoder.decode(this.bytes.slice(off, end)); // a copy: TextDecoder refuses views of shared memory
   }
 
   private addr(at: number): string {
@@ -156,7 +161,11 @@ export class ImageView {
   service(slot: number): ServiceView | undefined {
     if (slot >= this.slotCapacity) throw new ImageError(`service slot ${slot} out of range`);
     const off = this.u32(this.r(ROOT.slotOff) + slot * 4);
-    if (off === 0) return undefined;
+    return off === 0 ? undefined : this.serviceAt(off, slot);
+  }
+
+  /** The service block at an offset (as the core reports it in a result). */
+  serviceAt(off: number, slot = -1): ServiceView {
     this.checked(off, SERVICE.size, 'service block');
     const u32 = (o: number): number => this.u32(off + o);
     const flags = u32(SERVICE.flags);

@@ -20,6 +20,7 @@ export interface CoreExports {
   sp_attach(ctx: number, image: number, len: number): number;
   sp_detach(ctx: number): void;
   sp_select_batch(ctx: number, flows: number, results: number, count: number, now: number): number;
+  sp_ctx_quiesce(ctx: number): void;
   sp_hash20(ptr: number, seed: number): number;
   sp_heap_base(): number;
   sp_abi_version(): number;
@@ -27,14 +28,20 @@ export interface CoreExports {
 }
 
 export const WASM_PATH = new URL('../../wasm/svcplane.wasm', import.meta.url);
+export const SHARED_WASM_PATH = new URL('../../wasm/svcplane-shared.wasm', import.meta.url);
 
-let cachedModule: WebAssembly.Module | undefined;
+const modules = new Map<string, WebAssembly.Module>();
 
-/** Compiles the core once per process (synchronous: the module is ~6 KB). */
-export function wasmModule(): WebAssembly.Module {
-  cachedModule ??= new WebAssembly.Module(readFileSync(WASM_PATH));
-  return cachedModule;
+/** Compiles a core module once per process (synchronous: the modules are ~7 KB). */
+export function wasmModule(shared = false): WebAssembly.Module {
+  const url = shared ? SHARED_WASM_PATH : WASM_PATH;
+  let m = modules.get(url.href);
+  if (!m) modules.set(url.href, (m = new WebAssembly.Module(readFileSync(url))));
+  return m;
 }
+
+/** Pages of the shared memory's maximum (2 GiB, as the shared module declares). */
+export const SHARED_MAX_PAGES = 32768;
 
 const ATTACH_ERRORS: Record<number, string> = {
   [-1]: 'image buffer outside core memory',
@@ -47,11 +54,37 @@ const ATTACH_ERRORS: Record<number, string> = {
 
 export class CoreError extends Error {}
 
-/** A core running on a fresh instance of the WebAssembly module. */
+/**
+ * A core running on a fresh instance of the WebAssembly module; with `readers`, on the shared-memory
+ * build, over a new shared memory that reader threads can attach to (see reader.ts).
+ */
 export function createWasmCore(opts: CoreOptions = {}): Core {
-  const instance = new WebAssembly.Instance(wasmModule(), {});
-  return new Core('wasm', instance.exports as unknown as CoreExports, opts);
+  if (!opts.readers) {
+    const instance = new WebAssembly.Instance(wasmModule(), {});
+    return new Core('wasm', instance.exports as unknown as CoreExports, opts);
+  }
+  const memory = new WebAssembly.Memory({ initial: 4, maximum: SHARED_MAX_PAGES, shared: true });
+  const instance = new WebAssembly.Instance(wasmModule(true), { env: { memory } });
+  const exports = { ...(instance.exports as unknown as CoreExports), memory };
+  return new Core('wasm', exports, opts, memory);
 }
+
+/** Everything a reader thread needs to read the tables of a shared core (structured-cloneable). */
+export interface ReaderHandle {
+  memory: WebAssembly.Memory;
+  index: number;
+  ctx: number;
+  affinity: number;
+  affinityCapacity: number;
+  batch: number;
+  batchCapacity: number;
+  stackTop: number;
+  imageBase: number;
+}
+
+const READER_AFFINITY = 4096;
+const READER_BATCH = 1024;
+const READER_STACK = 65536;
 
 const PAGE = 65536;
 const align8 = (n: number): number => (n + 7) & ~7;
@@ -65,6 +98,8 @@ export interface CoreOptions {
   stateSeed?: number;
   /** Flows per core call; larger batches are split. Default 4096. */
   batchCapacity?: number;
+  /** Reader threads to reserve room for (shared-memory build; at most 16). */
+  readers?: number;
 }
 
 export class Core implements ImageMemory {
@@ -77,8 +112,9 @@ export class Core implements ImageMemory {
   readonly batchCapacity: number;
   /** Offset of the image arena: everything from here to the end of memory belongs to the image. */
   readonly imageBase: number;
+  private readonly readerHandles: ReaderHandle[] = [];
 
-  constructor(kind: EngineKind, exports: CoreExports, opts: CoreOptions = {}) {
+  constructor(kind: EngineKind, exports: CoreExports, opts: CoreOptions = {}, sharedMemory?: WebAssembly.Memory) {
     this.kind = kind;
     this.x = exports;
     this.u8 = new Uint8Array(this.x.memory.buffer);
@@ -92,7 +128,23 @@ export class Core implements ImageMemory {
     const affinity = align8(this.ctx + CTX_SIZE);
     this.scratch = align8(affinity + cap * AFFINITY_ENTRY_SIZE);
     this.batchPtr = align8(this.scratch + FLOW.size + RESULT.size + 32);
-    this.imageBase = align8(this.batchPtr + this.batchCapacity * (FLOW.size + RESULT.size));
+    let end = align8(this.batchPtr + this.batchCapacity * (FLOW.size + RESULT.size));
+    for (let index = 0; index < (opts.readers ?? 0); index++) {
+      if (!sharedMemory) throw new CoreError('reader threads need the shared-memory core');
+      // ctx, affinity table, batch (flows then results), then a stack of its own: the shared memory is
+      // one address space for every instance, so each needs its own shadow stack.
+      const ctx = align8(end);
+      const affinity = align8(ctx + CTX_SIZE);
+      const batch = align8(affinity + READER_AFFINITY * AFFINITY_ENTRY_SIZE);
+      const stackBottom = align8(batch + READER_BATCH * (FLOW.size + RESULT.size));
+      end = stackBottom + READER_STACK;
+      this.readerHandles.push({
+        memory: sharedMemory, index, ctx, affinity, affinityCapacity: READER_AFFINITY, batch,
+        batchCapacity: READER_BATCH, stackTop: end, imageBase: 0,
+      });
+    }
+    this.imageBase = align8(end);
+    for (const h of this.readerHandles) h.imageBase = this.imageBase;
     this.ensure(this.imageBase);
     const seed = opts.stateSeed ?? (Math.random() * 0x100000000) >>> 0;
     const rc = this.x.sp_ctx_init(this.ctx, affinity, cap, seed);
@@ -131,6 +183,13 @@ export class Core implements ImageMemory {
   hash20(key: Uint8Array, seed: number): number {
     this.memory.set(key.subarray(0, 20), this.scratch);
     return this.x.sp_hash20(this.scratch, seed) >>> 0;
+  }
+
+  /** What reader thread `index` needs to attach (createWasmCore with `readers`). */
+  readerHandle(index: number): ReaderHandle {
+    const h = this.readerHandles[index];
+    if (!h) throw new RangeError(`no reader ${index}: this core reserved ${this.readerHandles.length}`);
+    return h;
   }
 
   /** Offsets of the batch buffer: batchCapacity flows, then batchCapacity results. */

@@ -10,7 +10,7 @@ import {
   DEFAULT_CLUSTER_SEED, FLOW, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
   R_AFFINITY, VERDICTS, type Verdict,
 } from '../compile/layout.js';
-import { type Core, type CoreOptions, type EngineKind, createWasmCore } from './core.js';
+import { type Core, type CoreOptions, type EngineKind, type ReaderHandle, createWasmCore } from './core.js';
 import { causeChain, createNativeCore, loadNative } from './native.js';
 
 export type EngineName = 'auto' | 'wasm' | 'native';
@@ -32,6 +32,11 @@ export interface DataplaneOptions {
   podCIDRs?: string[];
   /** Capacity of the ClientIP affinity table (entries). Default 65536. */
   affinityCapacity?: number;
+  /**
+   * Reader threads (1..16) that will read the tables over shared memory while this dataplane updates
+   * them (readerHandle(i) -> new TableReader(handle) in a worker). Uses the shared-memory wasm build.
+   */
+  readers?: number;
 }
 
 export interface Flow {
@@ -140,8 +145,12 @@ export class Selector {
   private loaded: ImageView | undefined;
   private readonly flowBuf = new Uint8Array(FLOW.size);
 
-  constructor(opts: { engine?: EngineName; affinityCapacity?: number }) {
-    const resolved = resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity });
+  constructor(opts: { engine?: EngineName; affinityCapacity?: number; readers?: number }) {
+    if (opts.readers && opts.engine === 'native') throw new EngineError('reader threads need the WebAssembly engine (shared memory)');
+    // Reader threads share the core's memory, which only the shared-memory WebAssembly build can do.
+    const resolved = opts.readers
+      ? { core: createWasmCore({ affinityCapacity: opts.affinityCapacity, readers: opts.readers }), engine: 'wasm' as const, reason: 'WebAssembly core (shared memory, for reader threads)' }
+      : resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity });
     this.core = resolved.core;
     this.engine = resolved.engine;
     this.engineReason = resolved.reason;
@@ -202,8 +211,9 @@ export class Selector {
     const feIndex = dv.getUint32(RESULT.frontend, true);
     if (!view || feIndex === NONE) return sel;
     const fe = view.frontend(feIndex);
-    const svc = fe ? view.service(fe.slot) : undefined;
-    if (!fe || !svc) return sel;
+    const svcOffset = dv.getUint32(RESULT.service, true);
+    if (!fe || svcOffset === NONE) return sel;
+    const svc = view.serviceAt(svcOffset);
     const used = dv.getUint8(RESULT.list);
     const list = svc.lists[used === LIST_USED_INTERNAL ? svc.listInternal : used === LIST_USED_EXTERNAL ? svc.listExternal : svc.listCluster] as ListView;
     sel.service = svc.name;
@@ -268,6 +278,11 @@ export class Dataplane extends Selector {
     const w = new ImageWriter(mem, 0, this.imageOptions);
     w.build(planCluster(this.state, this.node), this.node);
     return mem.bytes().slice(0, w.size);
+  }
+
+  /** What reader thread `index` passes to `new TableReader(handle)` (structured-cloneable: postMessage it). */
+  readerHandle(index: number): ReaderHandle {
+    return this.core.readerHandle(index);
   }
 
   /** Bytes of the served image, and how many of them are free for reuse. */

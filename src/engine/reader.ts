@@ -36,7 +36,7 @@ export class TableReader {
   }
 
   private imageSize(): number {
-    return new DataView(this.h.memory.buffer).getUint32(this.h.imageBase + HEADER.imageSize, true);
+    return Atomics.load(new Uint32Array(this.h.memory.buffer, this.h.imageBase + HEADER.imageSize, 1), 0);
   }
 
   /** Selects for up to batchCapacity flows (FLOW layout) and decodes the results before quiescing. */
@@ -47,7 +47,11 @@ export class TableReader {
     this.bytes().set(flows.subarray(0, count * FLOW.size), this.h.batch);
     if (this.x.sp_select_batch(this.h.ctx, this.h.batch, results, count, now >>> 0) !== count) throw new CoreError('reader batch refused');
     try {
+      // Size first (an atomic load, ordered after the writer's memory.grow), then the buffer: a buffer
+      // taken before the load could predate the growth the size accounts for.
+      const size = Atomics.load(new Uint32Array(this.h.memory.buffer, this.h.imageBase + HEADER.imageSize, 1), 0);
       const mem = this.bytes();
+      if (mem.byteLength < this.h.imageBase + size) throw new CoreError('shared memory view is older than the image it holds');
       const view = new ImageView(mem.subarray(this.h.imageBase), { live: true });
       const dv = new DataView(mem.buffer, results, count * RESULT.size);
       const out: ReaderResult[] = [];

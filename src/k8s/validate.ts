@@ -91,24 +91,7 @@ function validateClusterIPs(e: Errors, spec: Obj, type: ServiceType | undefined)
     return false;
   }
 
-  if (clusterIP !== '' && clusterIP !== 'None' && !parseIp(clusterIP)) {
-    e.add('spec.clusterIP', `must be a valid IP address, "None" or "", got ${show(clusterIP)}`);
-  }
-  if (clusterIPs.length > 0) {
-    if (clusterIP === '') e.add('spec.clusterIPs', `must be empty when clusterIP is not set, got ${show(clusterIPs)}`);
-    else if (clusterIPs[0] !== clusterIP) {
-      e.add('spec.clusterIPs[0]', `must equal clusterIP ${show(clusterIP)}, got ${show(clusterIPs[0])}`);
-    }
-    if (clusterIPs.length > 2) e.add('spec.clusterIPs', tooMany(clusterIPs.length, 2));
-    clusterIPs.forEach((ip, i) => {
-      const path = `spec.clusterIPs[${i}]`;
-      if (ip === 'None') {
-        if (clusterIPs.length > 1) e.add(path, `"None" must be the first and only value, got ${show(clusterIPs)}`);
-      } else if (i > 0 || ip !== clusterIP) {
-        e.add(path, ipAddress(ip)); // clusterIPs[0] equal to clusterIP was checked above
-      }
-    });
-  }
+  validateClusterIPList(e, clusterIP, clusterIPs);
 
   // The API server copies clusterIP into an absent clusterIPs before validating.
   const ips = clusterIPs.length > 0 ? clusterIPs : clusterIP !== '' ? [clusterIP] : [];
@@ -138,6 +121,27 @@ function validateClusterIPs(e: Errors, spec: Obj, type: ServiceType | undefined)
     if (families.length === 2) e.add('spec.ipFamilyPolicy', `${dual} when 2 ipFamilies are given, got "SingleStack"`);
   }
   return headless;
+}
+
+/** The address text of clusterIP and clusterIPs, and how the two agree. */
+function validateClusterIPList(e: Errors, clusterIP: string, clusterIPs: string[]): void {
+  if (clusterIP !== '' && clusterIP !== 'None' && !parseIp(clusterIP)) {
+    e.add('spec.clusterIP', `must be a valid IP address, "None" or "", got ${show(clusterIP)}`);
+  }
+  if (clusterIPs.length === 0) return;
+  if (clusterIP === '') e.add('spec.clusterIPs', `must be empty when clusterIP is not set, got ${show(clusterIPs)}`);
+  else if (clusterIPs[0] !== clusterIP) {
+    e.add('spec.clusterIPs[0]', `must equal clusterIP ${show(clusterIP)}, got ${show(clusterIPs[0])}`);
+  }
+  if (clusterIPs.length > 2) e.add('spec.clusterIPs', tooMany(clusterIPs.length, 2));
+  clusterIPs.forEach((ip, i) => {
+    const path = `spec.clusterIPs[${i}]`;
+    if (ip === 'None') {
+      if (clusterIPs.length > 1) e.add(path, `"None" must be the first and only value, got ${show(clusterIPs)}`);
+    } else if (i > 0 || ip !== clusterIP) {
+      e.add(path, ipAddress(ip)); // a clusterIPs[0] equal to clusterIP was checked as clusterIP
+    }
+  });
 }
 
 /** ipFamilies as written (possibly with invalid entries, which are reported). */

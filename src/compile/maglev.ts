@@ -27,30 +27,40 @@ const SKIP_SEED_XOR = 0x9e3779b9;
  */
 export function maglevTable(names: readonly string[], m: number, seed: number): Uint32Array {
   const n = names.length;
-  const table = new Uint32Array(m).fill(0xffffffff);
-  if (n === 0) return table;
-  const offset = new Uint32Array(n);
-  const skip = new Uint32Array(n);
-  const next = new Uint32Array(n); // current position in each backend's permutation
+  // Int32 with -1 for "free": comparing against 0xffffffff would push the JIT into double compares.
+  const table = new Int32Array(m).fill(-1);
+  if (n === 0) return new Uint32Array(table.buffer);
+  const skip = new Int32Array(n);
+  const next = new Int32Array(n); // current position in each backend's permutation
   for (let i = 0; i < n; i++) {
-    const bytes = encoder.encode(names[i] as string);
-    offset[i] = murmur3(bytes, seed) % m;
+    const bytes = asciiBytes(names[i] as string);
+    next[i] = murmur3(bytes, seed) % m;
     skip[i] = (murmur3(bytes, (seed ^ SKIP_SEED_XOR) >>> 0) % (m - 1)) + 1;
-    next[i] = offset[i] as number;
   }
   let filled = 0;
   for (;;) {
     for (let i = 0; i < n; i++) {
       let c = next[i] as number;
       const s = skip[i] as number;
-      while (table[c] !== 0xffffffff) {
+      while (table[c] !== -1) {
         c += s;
         if (c >= m) c -= m;
       }
       table[c] = i;
       c += s;
       next[i] = c >= m ? c - m : c;
-      if (++filled === m) return table;
+      if (++filled === m) return new Uint32Array(table.buffer);
     }
   }
+}
+
+/** UTF-8 bytes of a backend name (always ASCII: addresses and ports), without a TextEncoder per call. */
+function asciiBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return encoder.encode(s);
+    out[i] = c;
+  }
+  return out;
 }

@@ -1,6 +1,11 @@
 // Differential tests: the WebAssembly core (through Dataplane.selectBatch) against the TypeScript
 // reference model in test/reference/model.ts, over random cluster states, random flows, advancing time
-// and re-applies; plus order-independence of the compiled image and the reference's frontend probe.
+// and changes (re-applies, deletes, Node changes) between batches. Every result field must agree.
+// Also: the image served after in-place updates means what a fresh compile of the same state means
+// (ReferenceSelector.canonical), dp.image is byte-identical whatever the order of applies, corrupted
+// images the core accepts are read the same way by both, and the reference's probe finds every frontend.
+//
+// SVCPLANE_DIFF_SCALE=N multiplies the run counts (soak runs); the default keeps the file around 15 s.
 
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +18,7 @@ import {
   type AffinityEvent,
   type ReferenceFlow,
   type ReferenceResult,
+  LIST_USED_LOCAL_SOURCE,
   R_AFFINITY,
   R_BAD_IMAGE,
   R_MAGLEV,
@@ -41,7 +47,7 @@ const SOURCE_RANGES = ['10.0.0.0/8', '10.1.2.0/24', '192.168.0.0/16', '0.0.0.0/0
 const POD_CIDRS = ['10.244.0.0/24', 'fd00:244::/64'];
 // Clients: the first few are reused most (affinity); node addresses, loopback and pod addresses are
 // local sources (eTP=Local short-circuit); 10.244.1.9 is a pod address outside this node's pod CIDR.
-const CLIENTS_V4 = ['10.1.2.3', '192.168.10.11', '10.244.0.77', '10.1.2.200', '10.9.9.9', '192.168.5.5', '172.16.3.3', '8.8.8.8', '1.1.1.1', '127.0.0.1', '10.244.1.9', '192.168.10.12'];
+const CLIENTS_V4 = ['10.1.2.3', '192.168.10.11', '10.244.0.77', '10.1.2.200', '10.9.9.9', '192.168.5.5', '172.16.3.3', '8.8.8.8', '1.1.1.1', '127.0.0.1', '10.244.1.9', '192.168.10.12', '192.168.10.13'];
 const CLIENTS_V6 = ['2001:db8::5', 'fd00:10::11', 'fd00:244::99', '2001:db8:ffff::1', 'fd00::1', '::1', '2600::1'];
 
 type Stack = 'v4' | 'v6' | 'dual4' | 'dual6';
@@ -117,8 +123,9 @@ const svcSpecArb: fc.Arbitrary<SvcSpec> = fc.record({
 function sliceSpecArb(svc: { min: number; max: number }, big: boolean): fc.Arbitrary<SliceSpec> {
   const count = big
     ? fc.oneof(
-        { weight: 8, arbitrary: fc.integer({ min: 0, max: 12 }) },
-        { weight: 2, arbitrary: fc.integer({ min: 13, max: 120 }) },
+        { weight: 16, arbitrary: fc.integer({ min: 0, max: 12 }) },
+        { weight: 4, arbitrary: fc.integer({ min: 13, max: 120 }) },
+        // > 256 ready endpoints in one list: 2-byte Maglev entries (a ~32K-entry table, costly to build)
         { weight: 1, arbitrary: fc.integer({ min: 250, max: 300 }) },
       )
     : fc.integer({ min: 0, max: 12 });
@@ -273,14 +280,25 @@ function sliceObject(s: SliceSpec, svc: SvcSpec | undefined): EndpointSlice {
   };
 }
 
-function nodeObject(name: string, zone: string, addresses: string[]): Node {
+function nodeObject(name: string, zone: string, addresses: string[], podCIDRs: string[] = []): Node {
   return {
     apiVersion: 'v1',
     kind: 'Node',
-    metadata: { name, labels: { 'topology.kubernetes.io/zone': zone } },
+    metadata: { name, ...(zone ? { labels: { 'topology.kubernetes.io/zone': zone } } : {}) },
+    ...(podCIDRs.length > 0 ? { spec: { podCIDR: podCIDRs[0] as string, podCIDRs } } : {}),
     status: { addresses: addresses.map((address) => ({ type: 'InternalIP', address })) },
   };
 }
+
+/** Versions of this node's Node object (addresses feed NodePort frontends and local sources; the zone
+ * feeds topology; pod CIDRs feed local sources). undefined: the Node object is deleted. */
+const NODE_VARIANTS: (Node | undefined)[] = [
+  nodeObject(NODE, 'zone-a', NODE_ADDRESSES, POD_CIDRS),
+  nodeObject(NODE, 'zone-a', ['192.168.10.11', '192.168.10.13', 'fd00:10::11'], POD_CIDRS),
+  nodeObject(NODE, 'zone-b', ['192.168.10.11'], ['10.244.1.0/24']),
+  nodeObject(NODE, '', ['fd00:10::11', '192.168.10.12']),
+  undefined,
+];
 
 interface ClusterSpec {
   services: SvcSpec[];
@@ -343,7 +361,7 @@ const flowSpecArb: fc.Arbitrary<FlowSpec> = fc.record({
 });
 
 const RANDOM_DSTS = [
-  ...NODE_ADDRESSES, ...EXTERNAL_IPS, ...LB_IPS, '10.96.0.1', '10.96.0.2', '10.96.0.9', 'fd00:96::1', 'fd00:96::3', '10.244.0.1',
+  ...NODE_ADDRESSES, '192.168.10.12', '192.168.10.13', ...EXTERNAL_IPS, ...LB_IPS, '10.96.0.1', '10.96.0.2', '10.96.0.9', 'fd00:96::1', 'fd00:96::3', '10.244.0.1',
 ];
 
 interface ConcreteFlow {
@@ -395,7 +413,7 @@ interface RawResult {
   /** RESULT.list: which of the service's lists was used (0 internal, 1 external, 2 cluster for a local source). */
   list: number;
   frontendSlot: number;
-  backendIndex: number;
+  backendOffset: number;
   maglevSlot: number;
 }
 
@@ -409,7 +427,7 @@ function decodeResults(bytes: Uint8Array, count: number): RawResult[] {
       reason: dv.getUint8(at + RESULT.reason),
       list: dv.getUint8(at + RESULT.list),
       frontendSlot: dv.getUint32(at + RESULT.frontend, true),
-      backendIndex: dv.getUint32(at + RESULT.backend, true),
+      backendOffset: dv.getUint32(at + RESULT.backend, true),
       maglevSlot: dv.getUint32(at + RESULT.slot, true),
     });
   }
@@ -421,7 +439,7 @@ const raw = (r: ReferenceResult): RawResult => ({
   reason: r.reason,
   list: r.list,
   frontendSlot: r.frontendSlot,
-  backendIndex: r.backendIndex,
+  backendOffset: r.backendOffset,
   maglevSlot: r.maglevSlot,
 });
 
@@ -439,7 +457,7 @@ function runBatch(dp: Dataplane, ref: ReferenceSelector, flows: ConcreteFlow[], 
   const core = decodeResults(dp.selectBatch(encodeFlows(flows), now), flows.length);
   const same = (c: RawResult, m: RawResult): boolean =>
     c.verdict === m.verdict && c.reason === m.reason && c.list === m.list && c.frontendSlot === m.frontendSlot &&
-    c.backendIndex === m.backendIndex && c.maglevSlot === m.maglevSlot;
+    c.backendOffset === m.backendOffset && c.maglevSlot === m.maglevSlot;
   const refs: ReferenceResult[] = [];
   const mismatches: Mismatch[] = [];
   flows.forEach((flow, i) => {
@@ -466,6 +484,7 @@ function record(r: ReferenceResult, flow: ConcreteFlow): void {
   bump(`verdict:${r.verdict}/${r.reason}`);
   bump(`affinity:${r.affinity}`);
   if (r.listInfo && r.verdict === V_FORWARD) bump(`width:${r.listInfo.maglevWidth}`);
+  if (r.verdict === V_FORWARD && r.listInfo && r.listInfo.position > 0) bump('forward:list-position>0');
   if (r.frontendSlot !== SP_NONE && r.verdict !== V_DROP) bump(`list:${r.list}/${r.verdict}`);
   if (r.verdict === V_FORWARD && !isV4(flow.dst)) bump('forward:ipv6');
 }
@@ -478,7 +497,9 @@ type Mutation =
   /** Re-applies an existing slice with another endpoint count (backends come and go). */
   | { op: 'resizeSlice'; pick: number; count: number }
   /** Re-applies an existing slice with other conditions and node names. */
-  | { op: 'reseedSlice'; pick: number; seed: number };
+  | { op: 'reseedSlice'; pick: number; seed: number }
+  /** Applies (or deletes) a version of this node's Node object: the whole root is rebuilt. */
+  | { op: 'node'; variant: number };
 
 interface Step {
   mutations: Mutation[];
@@ -496,6 +517,7 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteService' as const), pick: fc.nat() }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('resizeSlice' as const), pick: fc.nat(), count: fc.integer({ min: 0, max: 12 }) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('reseedSlice' as const), pick: fc.nat(), seed: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('node' as const), variant: fc.nat({ max: NODE_VARIANTS.length - 1 }) }) },
 );
 
 const stepArb: fc.Arbitrary<Step> = fc.record({
@@ -510,6 +532,9 @@ const NOW_MAX = 0xffffffff;
 /** Run counts scale with SVCPLANE_DIFF_SCALE (e.g. 20 for a soak run); 1 keeps the file under ~15 s. */
 const SCALE = Math.max(1, Number(process.env.SVCPLANE_DIFF_SCALE ?? 1) || 1);
 const runs = (n: number): number => Math.round(n * SCALE);
+const TIMEOUT = 30_000 * SCALE;
+/** fast-check stops (runs or shrinking) after this long, so a failing property still reports within TIMEOUT. */
+const ASSERT_LIMIT = TIMEOUT - 8_000;
 
 /** The core's affinity table is bounded (it evicts within 8 probed slots); the reference is not. Runs keep
  * their (client, list) pairs below AFFINITY_PAIRS_MAX, under 1/16 of this capacity, so eviction never
@@ -523,6 +548,10 @@ interface Scenario {
   start: number;
   clusterSeed: number;
   tableSeed: number;
+  /** Compare the served image with a fresh compile after every change (else after the first and last). */
+  auditEveryStep: boolean;
+  /** This node's Node object at the start (NODE_VARIANTS), applied with the cluster. */
+  node: number;
 }
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
@@ -532,6 +561,8 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   start: fc.oneof({ weight: 5, arbitrary: fc.integer({ min: 0, max: 1_000_000 }) }, { weight: 1, arbitrary: fc.integer({ min: NOW_MAX - 120, max: NOW_MAX }) }),
   clusterSeed: fc.oneof(fc.constant(0x53564350), fc.nat()),
   tableSeed: fc.nat(),
+  auditEveryStep: fc.oneof({ weight: 1, arbitrary: fc.constant(true) }, { weight: 2, arbitrary: fc.constant(false) }),
+  node: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat({ max: NODE_VARIANTS.length - 1 }) }),
 });
 
 /** A dataplane for node-a. Affinity capacity: AFFINITY_CAPACITY unless a test that never selects asks for
@@ -542,18 +573,42 @@ async function newDataplane(clusterSeed: number, tableSeed: number, affinityCapa
   });
 }
 
+/** A copy of the image the core is serving (updated in place by every change; dp.image is a fresh compile). */
+function served(dp: Dataplane): Uint8Array {
+  return dp.tables.bytes.slice();
+}
+
+/**
+ * The served image, after any history of in-place updates, means exactly what a fresh full compile of the
+ * same state means (canonical forms: placement-independent), every live frontend is reachable by probing,
+ * and its reverse-NAT entry matches it.
+ */
+function checkServedImage(dp: Dataplane): void {
+  const live = new ReferenceSelector(served(dp)).canonical();
+  const fresh = new ReferenceSelector(dp.image).canonical();
+  for (const fe of live.frontends) {
+    expect(fe.findable, `frontend ${fe.key} is reachable by probing`).toBe(true);
+    expect(fe.revnat, `reverse NAT of ${fe.key}`).toBe('matches');
+  }
+  // Deep equality is slow on these structures: compare serialized first, let toEqual explain a difference.
+  if (JSON.stringify(live) !== JSON.stringify(fresh)) expect(live).toEqual(fresh);
+}
+
 /** Plays a scenario; returns the first batch's mismatches (empty when core and reference agree throughout). */
 async function play(sc: Scenario): Promise<Mismatch[]> {
-  const dp = await newDataplane(sc.clusterSeed, sc.tableSeed);
+  // Node addresses, zone and pod CIDRs come from the Node object, so that node changes reach the image.
+  const dp = await createDataplane({ node: NODE, clusterSeed: sc.clusterSeed, tableSeed: sc.tableSeed, engine: 'wasm', affinityCapacity: AFFINITY_CAPACITY });
   const services = new Map<number, SvcSpec>(sc.cluster.services.map((s, i) => [i, s]));
   const slices = new Map<string, SliceSpec>(sc.cluster.slices.map((s) => [sliceName(s), s]));
-  const errors = dp.apply(clusterObjects(sc.cluster));
+  const firstNode = NODE_VARIANTS[sc.node];
+  const errors = dp.apply([...(firstNode ? [firstNode] : []), nodeObject('node-b', 'zone-b', ['192.168.10.12']), ...clusterObjects(sc.cluster)]);
   expect(errors, 'generated objects must be valid').toEqual([]);
-  const ref = new ReferenceSelector(dp.image as Uint8Array);
+  const ref = new ReferenceSelector(served(dp));
+  checkServedImage(dp);
   let now = sc.start;
   for (const [stepIndex, step] of sc.steps.entries()) {
     if (stepIndex > 0 && step.mutations.length > 0) {
-      const objects: (Service | EndpointSlice)[] = [];
+      const objects: (Service | EndpointSlice | Node)[] = [];
       for (const m of step.mutations) {
         if (m.op === 'service') {
           services.set(m.idx, m.spec);
@@ -569,6 +624,11 @@ async function play(sc: Scenario): Promise<Mismatch[]> {
             slices.set(sliceName(spec), spec);
             objects.push(sliceObject(spec, services.get(spec.svc)));
           }
+        } else if (m.op === 'node') {
+          const node = NODE_VARIANTS[m.variant];
+          if (node) objects.push(node);
+          else dp.delete('Node', '', NODE);
+          bump('node-change');
         } else if (m.op === 'deleteSlice') {
           const names = [...slices.keys()].sort();
           const name = names[m.pick % Math.max(1, names.length)];
@@ -585,18 +645,19 @@ async function play(sc: Scenario): Promise<Mismatch[]> {
         }
       }
       if (objects.length > 0) expect(dp.apply(objects), 'generated objects must be valid').toEqual([]);
-      ref.load(dp.image as Uint8Array);
+      ref.load(served(dp));
+      if (sc.auditEveryStep) checkServedImage(dp);
       bump('reapply');
     }
     now = Math.min(NOW_MAX, now + step.dt);
-    const view = dp.tables as ImageView;
-    const once = step.flows.map((f) => resolveFlow(f, view));
+    const once = step.flows.map((f) => resolveFlow(f, dp.tables));
     const flows: ConcreteFlow[] = [];
     for (let k = 0; k < step.repeat; k++) for (const f of once) flows.push({ ...f, sport: (f.sport + k) & 0xffff });
     const { refs, mismatches } = runBatch(dp, ref, flows, now);
     if (mismatches.length > 0) return mismatches;
     refs.forEach((r, i) => record(r, flows[i] as ConcreteFlow));
   }
+  if (!sc.auditEveryStep && sc.steps.length > 1) checkServedImage(dp);
   expect(ref.affinityEntries, 'keep affinity clients far below the core table capacity').toBeLessThan(AFFINITY_PAIRS_MAX);
   maxAffinityPairs = Math.max(maxAffinityPairs, ref.affinityEntries);
   return [];
@@ -612,7 +673,7 @@ describe('differential: wasm core vs TypeScript reference', () => {
     console.log('differential coverage', Object.fromEntries([...coverage.entries()].sort()), 'max affinity pairs per run', maxAffinityPairs);
   });
 
-  it('agrees on verdict, reason, frontend slot, backend index and Maglev slot for random clusters and flows', async () => {
+  it('agrees on verdict, reason, list, frontend index, backend offset and Maglev slot for random clusters, flows and changes', async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArb, async (sc) => {
         const mismatches = await play(sc);
@@ -620,7 +681,7 @@ describe('differential: wasm core vs TypeScript reference', () => {
           throw new Error(`core and reference disagree:\n${JSON.stringify(mismatches.slice(0, 3), null, 2)}`);
         }
       }),
-      { numRuns: runs(200) },
+      { numRuns: runs(200), interruptAfterTimeLimit: ASSERT_LIMIT },
     );
     // Every outcome the property is about must have occurred across the runs.
     const need = [
@@ -636,10 +697,12 @@ describe('differential: wasm core vs TypeScript reference', () => {
       'width:1',
       'width:2',
       'forward:ipv6',
+      `list:${LIST_USED_LOCAL_SOURCE}/${V_FORWARD}`,
       'reapply',
+      'node-change',
     ];
     for (const k of need) expect(coverage.get(k) ?? 0, `coverage of ${k}`).toBeGreaterThan(0);
-  });
+  }, TIMEOUT);
 
   it('detects a disagreement (sanity: a reference over a perturbed image must differ)', async () => {
     const cluster: ClusterSpec = {
@@ -653,13 +716,13 @@ describe('differential: wasm core vs TypeScript reference', () => {
     };
     const dp = await newDataplane(1, 2);
     expect(dp.apply(clusterObjects(cluster))).toEqual([]);
-    const image = (dp.image as Uint8Array).slice();
+    const image = served(dp);
     new DataView(image.buffer).setUint32(12, 7, true); // header flow_seed
     const ref = new ReferenceSelector(image);
     const flows: ConcreteFlow[] = CLIENTS_V4.map((src, i) => ({ protocol: 'TCP', src, sport: 40000 + i, dst: '10.96.0.1', dport: 80 }));
     expect(runBatch(dp, ref, flows, 100).mismatches.length).toBeGreaterThan(0);
     // ... and the unperturbed reference agrees.
-    expect(runBatch(dp, new ReferenceSelector(dp.image as Uint8Array), flows, 100).mismatches).toEqual([]);
+    expect(runBatch(dp, new ReferenceSelector(served(dp)), flows, 100).mismatches).toEqual([]);
   });
 
   it('agrees through an affinity life cycle: new, hit, backend moved, backend gone, expiry', async () => {
@@ -678,14 +741,14 @@ describe('differential: wasm core vs TypeScript reference', () => {
     const range = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `10.244.0.${from + i}`);
     const dp = await newDataplane(0x53564350, 5);
     expect(dp.apply([serviceObject(0, svc), slice(range(10, 15))])).toEqual([]);
-    const ref = new ReferenceSelector(dp.image as Uint8Array);
+    const ref = new ReferenceSelector(served(dp));
     const flow = (sport: number): ConcreteFlow => ({ protocol: 'TCP', src: '10.1.2.3', sport, dst: '10.96.0.1', dport: 80 });
     const one = (sport: number, now: number): { r: ReferenceResult; backend: string } => {
       const { refs, mismatches } = runBatch(dp, ref, [flow(sport)], now);
       expect(mismatches).toEqual([]);
       const r = refs[0] as ReferenceResult;
       expect(r.verdict).toBe(V_FORWARD);
-      return { r, backend: (dp.tables as ImageView).backend(r.backendIndex).address };
+      return { r, backend: ref.backendAt(r.backendOffset).address };
     };
     const first = one(1000, 100);
     expect(first.r.affinity).toBe('new');
@@ -693,13 +756,13 @@ describe('differential: wasm core vs TypeScript reference', () => {
     expect([hit.r.affinity, hit.r.reason, hit.backend]).toEqual(['hit', R_AFFINITY, first.backend]);
     // Lower addresses join: the kept backend moves to another index, affinity still holds.
     expect(dp.apply([slice(range(0, 15))])).toEqual([]);
-    ref.load(dp.image as Uint8Array);
+    ref.load(served(dp));
     const moved = one(3000, 106);
     expect([moved.r.affinity, moved.backend]).toEqual(['hit', first.backend]);
-    expect(moved.r.backendIndex).not.toBe(hit.r.backendIndex);
+    expect(moved.r.backendPosition).not.toBe(hit.r.backendPosition);
     // The chosen backend leaves: Maglev chooses again and the entry is overwritten.
     expect(dp.apply([slice(range(0, 15).filter((a) => a !== first.backend))])).toEqual([]);
-    ref.load(dp.image as Uint8Array);
+    ref.load(served(dp));
     const gone = one(4000, 107);
     expect([gone.r.affinity, gone.r.reason]).toEqual(['stale', R_MAGLEV]);
     const again = one(5000, 116);
@@ -709,6 +772,34 @@ describe('differential: wasm core vs TypeScript reference', () => {
     // Saturated expiry at the top of u32 time: never valid.
     expect(one(7000, NOW_MAX).r.affinity).toBe('expired');
     expect(one(7001, NOW_MAX).r.affinity).toBe('expired');
+  });
+});
+
+describe('served image after a Node change', () => {
+  // Found by the differential property. ImageWriter.setNode() snapshots the current root and slot table
+  // before writePlans(); when writing the plans grows the slot table (the 16th plan), growSlots() ->
+  // replaceRootTable() already retires that root and slot table, and setNode() retires them a second time
+  // at its end. reclaim() then frees the 48-byte root block twice, so it sits twice on the free list. A
+  // later change that replaces the root twice (here: the next plan, which grows the frontend map and the
+  // rev-NAT table) gets that block both times: the second replaceRootTable() writes the new root over the
+  // live one, retires "the old root" - the same block - and reclaim() zero-fills the published root.
+  // header.root then names zeros: the core serves every flow as pass / R_NO_IMAGE, dp.tables throws.
+  it('keeps a usable root after an apply carrying the Node object grew the slot table', async () => {
+    const node: Node = nodeObject(NODE, 'zone-a', ['192.168.10.11']);
+    const svc = (i: number): Service => ({
+      apiVersion: 'v1', kind: 'Service', metadata: { name: `svc${i}`, namespace: 'default' }, spec: { clusterIP: `10.96.0.${i}`, ports: [{ port: 80 }] },
+    });
+    const dp = await createDataplane({ node: NODE, tableSeed: 0, engine: 'wasm', affinityCapacity: 64 });
+    // The Node object changes this node's context: one setNode() writes all 16 plans.
+    expect(dp.apply([node, ...Array.from({ length: 16 }, (_, i) => svc(i + 1))])).toEqual([]);
+    checkServedImage(dp);
+    expect(dp.apply([svc(17)])).toEqual([]);
+    const flow: ConcreteFlow = { protocol: 'TCP', src: '10.1.2.3', sport: 1234, dst: '10.96.0.1', dport: 80 };
+    const [core] = decodeResults(dp.selectBatch(encodeFlows([flow]), 1), 1);
+    // svc1 has no endpoints: reject (with the corrupted root: pass / R_NO_IMAGE).
+    expect(core).toMatchObject({ verdict: V_REJECT, reason: R_NO_ENDPOINTS });
+    expect(() => dp.tables).not.toThrow();
+    checkServedImage(dp);
   });
 });
 
@@ -731,15 +822,15 @@ describe('differential: special images', () => {
     };
     const dp = await newDataplane(0x53564350, 9);
     expect(dp.apply([serviceObject(0, svc), ...slices])).toEqual([]);
-    const view = dp.tables as ImageView;
-    expect(view.list(0)).toMatchObject({ beCount: n, maglevWidth: 4 });
-    const ref = new ReferenceSelector(dp.image as Uint8Array);
+    const ref = new ReferenceSelector(served(dp));
     const flows: ConcreteFlow[] = [];
-    for (let i = 0; i < 4000; i++) flows.push({ protocol: 'TCP', src: CLIENTS_V4[i % CLIENTS_V4.length] as string, sport: (i * 7919) & 0xffff, dst: '10.96.0.1', dport: 80 });
+    // More flows than the core's batch capacity (4096): selectBatch splits them into several core calls.
+    for (let i = 0; i < 5000; i++) flows.push({ protocol: 'TCP', src: CLIENTS_V4[i % CLIENTS_V4.length] as string, sport: (i * 7919) & 0xffff, dst: '10.96.0.1', dport: 80 });
     const { refs, mismatches } = runBatch(dp, ref, flows, 1);
     expect(mismatches).toEqual([]);
     expect(refs.every((r) => r.verdict === V_FORWARD)).toBe(true);
-    expect(refs.some((r) => r.backendIndex >= 0x10000), 'an entry above 16 bits was read').toBe(true);
+    expect(refs.every((r) => r.listInfo?.maglevWidth === 4 && r.listInfo.size === n)).toBe(true);
+    expect(refs.some((r) => (r.backendPosition ?? 0) >= 0x10000), 'an entry above 16 bits was read').toBe(true);
   });
 
   it('agrees on corrupted images the core accepts (attach validation vs per-flow reads)', async () => {
@@ -768,22 +859,16 @@ describe('differential: special images', () => {
     ];
     const builder = await newDataplane(0x53564350, 3, 64);
     expect(builder.apply(clusterObjects({ services, slices }))).toEqual([]);
-    const base = builder.image as Uint8Array;
+    const base = builder.image;
     const baseView = new ImageView(base);
-    const hdr = new DataView(base.buffer, base.byteOffset, base.byteLength);
-    // Sections worth corrupting, by header offset field: frontends, services, lists, backends, Maglev, ranges.
-    const sections: [number, number][] = [
-      [hdr.getUint32(20, true), hdr.getUint32(24, true) * 32],
-      [hdr.getUint32(32, true), hdr.getUint32(36, true) * 40],
-      [hdr.getUint32(40, true), hdr.getUint32(44, true) * 24],
-      [hdr.getUint32(48, true), Math.min(hdr.getUint32(52, true) * 24, 512)],
-      [hdr.getUint32(56, true), Math.min(hdr.getUint32(60, true), 4096)],
-      [hdr.getUint32(72, true), hdr.getUint32(76, true) * 20],
-      [hdr.getUint32(96, true), hdr.getUint32(100, true) * 20],
-    ];
+    // Structures worth corrupting: header, root, frontend map, slots, local sources, and per service block
+    // its head, list array, ranges, backends and Maglev tables.
+    const sections = new ReferenceSelector(base).regions().map((r) => [r.off, r.len] as [number, number]);
+    expect(sections.length).toBeGreaterThan(20);
     let accepted = 0;
     let rejected = 0;
     let badImage = 0;
+    let nonCanonical = 0;
     await fc.assert(
       fc.asyncProperty(
         fc.array(
@@ -820,21 +905,28 @@ describe('differential: special images', () => {
           flows.forEach((flow, i) => {
             const r = ref.select(flow as ReferenceFlow, 50);
             if (r.reason === R_BAD_IMAGE) badImage++;
+            // sp_source_range documents "network, host bits clear" (the compiler guarantees it; nothing
+            // checks it): where a consulted range breaks that, prefix matching is unspecified (the core
+            // compares the masked address byte with the unmasked network byte). Only such flows are skipped.
+            if (r.nonCanonicalRange) {
+              nonCanonical++;
+              return;
+            }
             expect(core[i], JSON.stringify({ flow, edits })).toEqual(raw(r));
           });
         },
       ),
-      { numRuns: runs(200) },
+      { numRuns: runs(200), interruptAfterTimeLimit: ASSERT_LIMIT },
     );
-    console.log('corrupted images', { accepted, rejected, badImage });
+    console.log('corrupted images', { accepted, rejected, nonCanonical, badImage });
     expect(accepted).toBeGreaterThan(50);
     expect(rejected).toBeGreaterThan(5);
-    expect(badImage, 'some corruptions reach the per-flow Maglev check').toBeGreaterThan(0);
-  });
+    expect(badImage, 'some corruptions reach the per-flow checks').toBeGreaterThan(0);
+  }, TIMEOUT);
 });
 
 describe('image determinism', () => {
-  it('the same objects applied in any order and split produce byte-identical images', async () => {
+  it('the same objects applied in any order and split produce byte-identical images (and served images that mean the same)', async () => {
     let shuffledRuns = 0;
     let splitRuns = 0;
     let nonTrivial = 0;
@@ -870,20 +962,26 @@ describe('image determinism', () => {
             calls++;
           }
           if (calls > 1) splitRuns++;
-          const ia = a.image as Uint8Array;
-          const ib = b.image as Uint8Array;
-          if ((a.tables as ImageView).frontendCount > 0 && (a.tables as ImageView).backendCount > 0) nonTrivial++;
+          // dp.image is a fresh full compile of the state: byte-identical whatever the history.
+          const ia = a.image;
+          const ib = b.image;
           expect(ib.byteLength).toBe(ia.byteLength);
           const firstDiff = ia.findIndex((x, i) => ib[i] !== x);
           expect(firstDiff, 'first differing byte').toBe(-1);
+          // The served images were updated in place along different histories: bytes may differ, meaning may not.
+          const ca = new ReferenceSelector(served(a)).canonical();
+          const cb = new ReferenceSelector(served(b)).canonical();
+          expect(cb).toEqual(ca);
+          expect(ca).toEqual(new ReferenceSelector(ia).canonical());
+          if (ca.frontends.some((f) => f.service.internal.backends.length > 0)) nonTrivial++;
         },
       ),
-      { numRuns: runs(60) },
+      { numRuns: runs(60), interruptAfterTimeLimit: ASSERT_LIMIT },
     );
     expect(shuffledRuns).toBeGreaterThan(30);
     expect(splitRuns).toBeGreaterThan(30);
     expect(nonTrivial).toBeGreaterThan(20);
-  });
+  }, TIMEOUT);
 });
 
 describe('reference frontend probe', () => {
@@ -895,7 +993,7 @@ describe('reference frontend probe', () => {
       frontends++;
       const addr = (parseIp(fe.address) as { bytes: Uint8Array }).bytes;
       const { slot, probes } = ref.probeFrontend(addr, fe.port, fe.protocol as Protocol);
-      expect(slot, `${fe.kind} ${fe.address}:${fe.port}/${fe.protocol}`).toBe(fe.slot);
+      expect(slot, `${fe.kind} ${fe.address}:${fe.port}/${fe.protocol}`).toBe(fe.index);
       if (probes > 1) displaced++;
       // A neighbouring key is either absent or really is that key.
       const nextPort = (fe.port + 1) & 0xffff;
@@ -913,15 +1011,17 @@ describe('reference frontend probe', () => {
       fc.asyncProperty(clusterArb({ maxServices: 8, slicesPerService: 2, big: false }), fc.nat(), async (cluster, tableSeed) => {
         const dp = await newDataplane(0x53564350, tableSeed, 64);
         expect(dp.apply(clusterObjects(cluster))).toEqual([]);
-        const r = checkProbes(dp.tables as ImageView, new ReferenceSelector(dp.image as Uint8Array));
+        const r = checkProbes(dp.tables, new ReferenceSelector(served(dp)));
+        // The fresh full compile too.
+        checkProbes(new ImageView(dp.image), new ReferenceSelector(dp.image));
         displaced += r.displaced;
         total += r.frontends;
       }),
-      { numRuns: runs(80) },
+      { numRuns: runs(80), interruptAfterTimeLimit: ASSERT_LIMIT },
     );
     expect(total).toBeGreaterThan(200);
     expect(displaced, 'some frontends sit away from their home slot (linear probing exercised)').toBeGreaterThan(0);
-  });
+  }, TIMEOUT);
 
   it('finds every frontend of a crowded map', async () => {
     const services: SvcSpec[] = [];
@@ -936,8 +1036,7 @@ describe('reference frontend probe', () => {
     for (let seed = 0; seed < 20; seed++) {
       const dp = await newDataplane(0x53564350, seed, 64);
       expect(dp.apply(clusterObjects({ services, slices: [] }))).toEqual([]);
-      const view = dp.tables as ImageView;
-      const r = checkProbes(view, new ReferenceSelector(dp.image as Uint8Array));
+      const r = checkProbes(dp.tables, new ReferenceSelector(served(dp)));
       expect(r.frontends).toBeGreaterThan(60);
       expect(r.displaced).toBeGreaterThan(0);
     }

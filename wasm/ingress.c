@@ -56,6 +56,18 @@ static u32 mm3(const u8 *p, u32 n, u32 seed) {
   return mm3_finish(h, p + i, n);
 }
 
+static inline void st32(u8 *p, u32 v) { __builtin_memcpy(p, &v, 4); }
+
+/* 0x80 in exactly the bytes of v that are zero (no false positives, unlike the borrow trick). */
+static inline u32 zero_bytes(u32 v) { return ~(((v & 0x7f7f7f7fu) + 0x7f7f7f7fu) | v | 0x7f7f7f7fu); }
+
+/* ASCII 'A'..'Z' to lower case in four bytes at once; other bytes (also >= 0x80) unchanged. */
+static inline u32 lower4(u32 w) {
+  u32 low7 = w & 0x7f7f7f7fu;
+  u32 upper = (low7 + 0x3f3f3f3fu) & ~(low7 + 0x25252525u) & ~w & 0x80808080u; /* >= 'A' and <= 'Z' */
+  return w | (upper >> 2);
+}
+
 static inline int bytes_eq(const u8 *a, const u8 *b, u32 n) {
   u32 i = 0;
   for (; i + 4 <= n; i += 4)
@@ -181,43 +193,58 @@ void EXPORT(sp_routes_detach)(u32 ctx_off) {
 
 /* ---- lookups ---- */
 
-/* The slot holding `key` (hash h) in the map [first, first + cap), or 0. */
-static inline const struct spr_slot *map_find(u32 first, u32 cap, u32 h, const u8 *key, u32 len) {
-  if (cap == 0) return 0;
+/* The slot holding `key` (hash h) in the map [first, first + cap), or 0. A map outside the slot array is
+ * empty; a slot whose key lies outside the strings never matches. */
+static __attribute__((noinline)) const struct spr_slot *map_find(const struct rview *v, u32 first, u32 cap, u32 h, const u8 *key, u32 len) {
+  if (cap == 0 || (u64)first + cap > v->h->slot_count) return 0;
   u32 mask = cap - 1;
   for (u32 n = 0, i = h & mask; n < cap; n++, i = (i + 1) & mask) {
-    const struct spr_slot *s = &rt.slot[first + i];
+    const struct spr_slot *s = &v->slot[first + i];
     if (s->value == SP_NONE) return 0;
-    if (s->hash == h && s->len == len && bytes_eq(rt.str + s->key, key, len)) return s;
+    if (s->hash == h && s->len == len && (u64)s->key + len <= v->h->str_bytes && bytes_eq(v->str + s->key, key, len))
+      return s;
   }
   return 0;
 }
 
 static inline u8 ascii_lower(u8 c) { return (u8)(c + ((u32)(c - 'A') < 26u ? 32u : 0u)); }
 
-/* Lowercases the Host header's name into out (SPR_MAX_HOST + 2 bytes): up to the first ':' (the port is
- * ignored), without one trailing '.'. Returns its length, or SP_NONE when no rule host can match it: a
- * bracketed IPv6 literal, or a name longer than SPR_MAX_HOST (rule hosts are DNS names). */
-static u32 host_name(const u8 *host, u32 len, u8 *out) {
+/* Lowercases the Host header's name into out (SPR_MAX_HOST + 2 bytes) and hashes it, four bytes at a time:
+ * up to the first ':' (the port is ignored), without one trailing '.'. Returns its length, or SP_NONE when
+ * no rule host can match it: a bracketed IPv6 literal, or a name longer than SPR_MAX_HOST (rule hosts are
+ * DNS names). */
+static u32 host_name(const u8 *host, u32 len, u8 *out, u32 seed, u32 *hash) {
   if (len != 0 && host[0] == '[') return SP_NONE;
-  u32 lim = len < SPR_MAX_HOST + 2 ? len : SPR_MAX_HOST + 2, n = 0;
+  u32 lim = len < SPR_MAX_HOST + 2 ? len : SPR_MAX_HOST + 2, n = 0, h = seed;
+  for (; n + 4 <= lim; n += 4) {
+    u32 w = ld32(host + n);
+    if (zero_bytes(w ^ 0x3a3a3a3au)) break; /* a ':' in these four */
+    w = lower4(w);
+    st32(out + n, w);
+    h = mm3_round(h, w);
+  }
+  u32 blocks = n;
   for (; n < lim; n++) {
     u8 c = host[n];
     if (c == ':') break;
     out[n] = ascii_lower(c);
   }
   if (n > 0 && out[n - 1] == '.') n--;
-  return n <= SPR_MAX_HOST ? n : SP_NONE;
+  if (n > SPR_MAX_HOST) return SP_NONE;
+  /* The trailing '.' may have been hashed with the last block. */
+  *hash = n >= blocks ? mm3_finish(h, out + blocks, n) : mm3(out, n, seed);
+  return n;
 }
 
 /* The record for a Host header: exact host, else wildcard (one label), else catch-all, else SP_NONE. */
-static u32 find_record(const u8 *host, u32 host_len, u8 *match) {
-  const struct spr_header *h = rt.hdr;
+static u32 find_record(const struct rview *v, const u8 *host, u32 host_len, u8 *match) {
+  const struct spr_header *h = v->h;
   u8 name[SPR_MAX_HOST + 2];
-  u32 n = host_name(host, host_len, name);
+  u32 hash = 0;
+  u32 n = host_name(host, host_len, name, h->seed, &hash);
   if (n != 0 && n != SP_NONE) {
-    const struct spr_slot *s = map_find(h->host_first, h->host_cap, mm3(name, n, h->seed), name, n);
-    if (s) {
+    const struct spr_slot *s = map_find(v, h->host_first, h->host_cap, hash, name, n);
+    if (s && s->value < h->rec_count) {
       *match = SPR_MATCH_EXACT;
       return s->value;
     }
@@ -228,73 +255,147 @@ static u32 find_record(const u8 *host, u32 host_len, u8 *match) {
       if (dot > 0 && dot + 1 < n) {
         const u8 *suffix = name + dot + 1;
         u32 slen = n - dot - 1;
-        s = map_find(h->wild_first, h->wild_cap, mm3(suffix, slen, h->seed), suffix, slen);
-        if (s) {
+        s = map_find(v, h->wild_first, h->wild_cap, mm3(suffix, slen, h->seed), suffix, slen);
+        if (s && s->value < h->rec_count) {
           *match = SPR_MATCH_WILDCARD;
           return s->value;
         }
       }
     }
   }
-  if (h->catchall != SP_NONE) *match = SPR_MATCH_ANY;
+  if (h->catchall >= h->rec_count) return SP_NONE;
+  *match = SPR_MATCH_ANY;
   return h->catchall;
 }
 
-/* The path's best key in a record, or 0. One incremental murmur3 pass over the path serves every probe:
- * the Prefix candidates shortest to longest (the root "", the path cut before each '/', the whole path
- * unless it ends in '/'; a key k matches when path == k or path starts with k + '/'), cut off at the
- * record's longest Prefix key, then the whole path in the Exact map. An Exact hit covers the whole path,
- * so it is at least as long as any Prefix hit: it wins, also on equal length. */
-static const struct spr_slot *match_path(const struct spr_record *r, const u8 *path, u32 len, u32 *match_len) {
-  const u32 seed = rt.hdr->seed;
-  const struct spr_slot *best = 0;
-  u32 h = seed, done = 0;
-  *match_len = 0;
-  if (r->prefix_count != 0) {
-    best = map_find(r->prefix_first, r->prefix_cap, mm3_finish(seed, path, 0), path, 0);
-    u32 limit = len < r->prefix_max ? len : r->prefix_max;
-    for (u32 i = 1; i <= limit; i++) {
-      int cut = i < len ? path[i] == '/' : path[len - 1] != '/';
-      if (!cut) continue;
-      for (; done + 4 <= i; done += 4) h = mm3_round(h, ld32(path + done));
-      const struct spr_slot *s = map_find(r->prefix_first, r->prefix_cap, mm3_finish(h, path + done, i), path, i);
-      if (s) {
-        best = s;
-        *match_len = i;
-      }
+/* The path's best key in a record, or 0. The Prefix candidates are the root "", the path cut before each
+ * '/', and the whole path unless it ends in '/' (a key k matches when path == k or path starts with
+ * k + '/'), up to the record's longest Prefix key and only at lengths some key has (the record's length
+ * filter). One incremental murmur3 pass over the path hashes them all ('/' found four bytes at a time);
+ * then the whole path is probed in the Exact map (an Exact hit covers the whole path, so it is at least as
+ * long as any Prefix hit and wins, also on equal length), then the candidates longest first: the first
+ * hit is the answer, and only it needs a key comparison. More than SPR_MAX_CANDIDATES candidates (a path
+ * with that many '/' within the longest key) fall back to probing each one as it is hashed. */
+#define SPR_MAX_CANDIDATES 32u
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+struct walk {
+  const struct rview *v;
+  const struct spr_record *r;
+  const u8 *path;
+  u32 h, done;                /* murmur3 state after `done` bytes (a multiple of 4) */
+  int probe_now;              /* fallback: probe each candidate when it is found */
+  u32 count;                  /* candidates collected (> SPR_MAX_CANDIDATES: overflowed) */
+  u32 len[SPR_MAX_CANDIDATES], hash[SPR_MAX_CANDIDATES];
+  const struct spr_slot *best;
+  u32 best_len;
+};
+
+static inline int len_bit(u64 lens, u32 len) { return (int)((lens >> (len & 63u)) & 1u); }
+
+static ALWAYS_INLINE u32 walk_hash(struct walk *w, u32 n) {
+  for (; w->done + 4 <= n; w->done += 4) w->h = mm3_round(w->h, ld32(w->path + w->done));
+  return mm3_finish(w->h, w->path + w->done, n);
+}
+
+static void candidate(struct walk *w, u32 n) {
+  if (!len_bit(w->r->prefix_lens, n)) return;
+  u32 hash = walk_hash(w, n);
+  if (w->probe_now) {
+    const struct spr_slot *s = map_find(w->v, w->r->prefix_first, w->r->prefix_cap, hash, w->path, n);
+    if (s) {
+      w->best = s;
+      w->best_len = n;
+    }
+  } else if (w->count < SPR_MAX_CANDIDATES) {
+    w->len[w->count] = n;
+    w->hash[w->count++] = hash;
+  } else {
+    w->count = SPR_MAX_CANDIDATES + 1;
+  }
+}
+
+static void candidates(struct walk *w, u32 len) {
+  const u8 *path = w->path;
+  candidate(w, 0);
+  u32 limit = len < w->r->prefix_max ? len : w->r->prefix_max;
+  if (limit == 0) return;
+  u32 last = limit < len ? limit : len - 1; /* cuts before a '/' at positions 1..last */
+  u32 j = 0;
+  for (; j + 4 <= len && j <= last; j += 4) {
+    for (u32 z = zero_bytes(ld32(path + j) ^ 0x2f2f2f2fu); z != 0; z &= z - 1) {
+      u32 i = j + ((u32)__builtin_ctz(z) >> 3);
+      if (i != 0 && i <= last) candidate(w, i);
     }
   }
-  if (r->exact_count != 0) {
-    for (; done + 4 <= len; done += 4) h = mm3_round(h, ld32(path + done));
-    const struct spr_slot *s = map_find(r->exact_first, r->exact_cap, mm3_finish(h, path + done, len), path, len);
+  for (; j <= last; j++)
+    if (j != 0 && path[j] == '/') candidate(w, j);
+  if (len <= limit && path[len - 1] != '/') candidate(w, len);
+}
+
+static const struct spr_slot *match_path(const struct rview *v, const struct spr_record *r, const u8 *path, u32 len,
+                                         u32 *match_len) {
+  struct walk w;
+  w.v = v;
+  w.r = r;
+  w.path = path;
+  w.h = v->h->seed;
+  w.done = 0;
+  w.probe_now = 0;
+  w.count = 0;
+  w.best = 0;
+  w.best_len = 0;
+  if (r->prefix_count != 0) candidates(&w, len);
+  if (r->exact_count != 0 && len_bit(r->exact_lens, len)) {
+    const struct spr_slot *s = map_find(v, r->exact_first, r->exact_cap, walk_hash(&w, len), path, len);
     if (s) {
       *match_len = len;
       return s;
     }
   }
-  return best;
+  if (w.count <= SPR_MAX_CANDIDATES) {
+    for (u32 k = w.count; k-- > 0;) {
+      const struct spr_slot *s = map_find(v, r->prefix_first, r->prefix_cap, w.hash[k], path, w.len[k]);
+      if (s) {
+        *match_len = w.len[k];
+        return s;
+      }
+    }
+    *match_len = 0;
+    return 0;
+  }
+  /* Too many candidates to keep: walk again, probing each one. */
+  w.h = v->h->seed;
+  w.done = 0;
+  w.probe_now = 1;
+  candidates(&w, len);
+  *match_len = w.best_len;
+  return w.best;
 }
 
-static void route_one(const u8 *host, u32 host_len, const u8 *path, u32 path_len, struct spr_result *res) {
-  const struct spr_header *h = rt.hdr;
-  u8 host_match = SPR_MATCH_NONE;
-  u32 rec = find_record(host, host_len, &host_match);
-  u32 target = SP_NONE, match_len = 0;
-  u8 path_match = 0;
+static void route_one(const struct rview *v, const u8 *host, u32 host_len, const u8 *path, u32 path_len,
+                      struct spr_result *res) {
+  const struct spr_header *h = v->h;
+  u8 host_match = SPR_MATCH_NONE, path_match = 0;
+  u32 rec = find_record(v, host, host_len, &host_match);
+  u32 target, match_len = 0;
   if (rec == SP_NONE) {
     target = h->default_target;
   } else {
-    const struct spr_record *r = &rt.rec[rec];
-    const struct spr_slot *s = match_path(r, path, path_len, &match_len);
+    const struct spr_record *r = &v->rec[rec];
+    const struct spr_slot *s = match_path(v, r, path, path_len, &match_len);
     if (s) {
       target = s->value;
       path_match = s->type;
     } else {
       target = r->default_target;
+      match_len = 0;
     }
   }
-  if (!path_match && target != SP_NONE) path_match = SPR_PATH_DEFAULT;
-  res->status = target == SP_NONE ? (u16)404 : rt.tgt[target].status;
+  if (target >= h->tgt_count) target = SP_NONE;
+  if (target == SP_NONE) path_match = 0;
+  else if (!path_match) path_match = SPR_PATH_DEFAULT;
+  res->status = target == SP_NONE ? (u16)404 : v->tgt[target].status;
   res->host_match = host_match;
   res->path_match = path_match;
   res->target = target;
@@ -302,13 +403,16 @@ static void route_one(const u8 *host, u32 host_len, const u8 *path, u32 path_len
   res->match_len = match_len;
 }
 
-u32 EXPORT(sp_route)(u32 req_off, u32 res_off) {
-  if (!rt.hdr || req_off % 4 != 0 || res_off % 4 != 0) return 0;
+u32 EXPORT(sp_route)(u32 ctx_off, u32 req_off, u32 res_off) {
+  const struct spr_ctx *ctx = ctx_at(ctx_off);
+  struct rview v;
+  if (!ctx || !view_load(&v, ctx->section, ctx->size)) return 0;
+  if (req_off % 4 != 0 || res_off % 4 != 0) return 0;
   if (!in_memory(req_off, sizeof(struct spr_request)) || !in_memory(res_off, sizeof(struct spr_result))) return 0;
   const struct spr_request *req = (const struct spr_request *)mem_at(req_off);
   if (!in_memory(req->host_off, req->host_len) || !in_memory(req->path_off, req->path_len)) return 0;
   struct spr_result *res = (struct spr_result *)mem_at(res_off);
-  route_one(mem_at(req->host_off), req->host_len, mem_at(req->path_off), req->path_len, res);
+  route_one(&v, mem_at(req->host_off), req->host_len, mem_at(req->path_off), req->path_len, res);
   return res->status;
 }
 
@@ -327,6 +431,7 @@ u32 EXPORT(sp_route_sizeof)(u32 which) {
   case 3: return sizeof(struct spr_target);
   case 4: return sizeof(struct spr_request);
   case 5: return sizeof(struct spr_result);
+  case 6: return sizeof(struct spr_ctx);
   default: return 0;
   }
 }

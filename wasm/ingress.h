@@ -17,7 +17,7 @@
  *                                        Prefix map key = the path without trailing '/' ("/foo/" ->
  *                                        "/foo", "/" -> ""); ImplementationSpecific paths live here too
  *                   hash = murmur3_32(key bytes, header.seed), stored in the slot and checked at attach
- *   records  40 B   one per host entry (exact host, wildcard host, or the catch-all of host-less rules)
+ *   records  56 B   one per host entry (exact host, wildcard host, or the catch-all of host-less rules)
  *   targets  40 B   what a match resolves to: status (200, or 503 with a reason), the owning Ingress,
  *                   the Service, and the frontend key (ClusterIP addr16, port, proto) that the L4 selection
  *                   (sp_select_batch) takes as dst
@@ -25,13 +25,16 @@
  *
  * Matching (sp_route): the Host's name is what precedes the first ':' (the port is ignored), without one
  * trailing '.', lowercased (ASCII) in the core; a bracketed IPv6 literal ("[v6]:port") and a name longer
- * than SPR_MAX_HOST can name no rule host (rule hosts are DNS names) and go straight to the catch-all.
- * Exact-host map, else wildcard map (host minus its first, non-empty label), else the catch-all record. In the record: the Exact map on the whole path (an Exact hit is
- * always at least as long as any Prefix hit, so it wins ties and longer matches alike), else the longest
- * Prefix: the path's element prefixes are probed shortest to longest (the root "", then the path cut at
- * each '/', then the whole path unless it ends in '/'), each one hash probe, hashed incrementally in one
- * pass and cut off at the record's longest prefix key; else the record's default target; with no record,
- * the section's default target; else 404. Path bytes are compared case-sensitively, as given.
+ * than SPR_MAX_HOST name no rule host (rule hosts are DNS names) and go straight to the catch-all.
+ * Exact-host map, else the wildcard map (the host minus its first, non-empty label), else the catch-all
+ * record, else the section's default target, else 404. In the record, the Prefix candidates are the root
+ * "", the path cut before each '/', and the whole path unless it ends in '/' (key k matches when the path
+ * is k or starts with k + '/'), up to the record's longest Prefix key and only at lengths some key has
+ * (64-bit length filter); one incremental murmur3 pass hashes them all. The Exact map is probed with the
+ * whole path first (an Exact hit covers the whole path, so it is at least as long as any Prefix hit and
+ * wins, also on equal length), then the candidates longest first: the first hit wins, and only it
+ * compares key bytes. No hit: the record's default target, else 404. Paths are compared as bytes,
+ * case-sensitively.
  */
 #ifndef SVCPLANE_INGRESS_H
 #define SVCPLANE_INGRESS_H
@@ -69,7 +72,7 @@ struct spr_slot {             /* 16 bytes */
 };
 
 enum { SPR_HOST_EXACT = 1, SPR_HOST_WILDCARD = 2, SPR_HOST_ANY = 3 };
-struct spr_record {           /* 40 bytes */
+struct spr_record {           /* 56 bytes */
   u32 name;                   /* string offset: the host as written ("foo.com", "*.foo.com", "" = any) */
   u32 exact_first, exact_cap, exact_count;
   u32 prefix_first, prefix_cap, prefix_count;
@@ -77,6 +80,8 @@ struct spr_record {           /* 40 bytes */
   u32 default_target;         /* requests for this host that match no path; SP_NONE = 404 */
   u8 kind;                    /* SPR_HOST_* */
   u8 pad[3];
+  u64 exact_lens;             /* bit (len % 64) set when an Exact key has that length: other lengths are */
+  u64 prefix_lens;            /* not probed (a filter only: a clear bit means no key of that length) */
 };
 
 #define SPR_TF_FRONTEND 1u    /* addr/port/proto name a Service frontend (status 200) */
@@ -112,23 +117,32 @@ struct spr_result {           /* 16 bytes */
   u32 match_len;              /* length of the matched path key */
 };
 
+/* A router's state, in host-provided memory (8-aligned): the core has no mutable globals. */
+struct spr_ctx {              /* 16 bytes */
+  u32 section;                /* offset of the attached routes section, 0 = none */
+  u32 size;
+  u32 pad[2];
+};
+
 /* sp_routes_attach status codes (0 = E_OK) */
 enum {
   ER_BOUNDS = -1, ER_MAGIC = -2, ER_VERSION = -3, ER_SIZE = -4, ER_SECTION = -5,
   ER_MAP = -6, ER_SLOT = -7, ER_RECORD = -8, ER_TARGET = -9, ER_STRINGS = -10
 };
 
-/* Validates a routes section at [off, off + len) of core memory and makes it current (on error the
- * previous one stays). For a section embedded in the image, call it after sp_attach with the section's
- * offset. */
-i32 sp_routes_attach(u32 off, u32 len);
-void sp_routes_detach(void);
-/* Routes one request (struct spr_request at req_off, 4-aligned), writes struct spr_result at res_off
- * (4-aligned); returns the status (0 when nothing is attached or a buffer lies outside memory). */
-u32 sp_route(u32 req_off, u32 res_off);
+/* Validates a routes section at [off, off + len) of core memory (8-aligned) and records it in the context
+ * at ctx_off; on error nothing is attached. An attached section must not change: write a new one and
+ * attach it (a changed one is still never read outside itself, but may route wrongly). For a section
+ * embedded in the image, pass its offset after each publication. */
+i32 sp_routes_attach(u32 ctx_off, u32 off, u32 len);
+void sp_routes_detach(u32 ctx_off);
+/* Routes one request (struct spr_request at req_off, 4-aligned) over the context's section, writes struct
+ * spr_result at res_off (4-aligned); returns the status (0 when nothing is attached or a buffer lies
+ * outside memory). */
+u32 sp_route(u32 ctx_off, u32 req_off, u32 res_off);
 /* murmur3_32 over [ptr, ptr + len), for tests and tools (0 when outside memory). */
 u32 sp_hash_bytes(u32 ptr, u32 len, u32 seed);
-/* sizeof: 0 header, 1 slot, 2 record, 3 target, 4 request, 5 result. */
+/* sizeof: 0 header, 1 slot, 2 record, 3 target, 4 request, 5 result, 6 ctx. */
 u32 sp_route_sizeof(u32 which);
 
 #endif

@@ -20,8 +20,7 @@ import {
   SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP, SVC_EMPTY_INTERNAL_DROP, SVC_F_AFFINITY, SVC_F_EXTERNAL_LOCAL,
   SVC_F_INTERNAL_LOCAL, SVC_F_IPV6, VERSION,
 } from './layout.js';
-import { maglevSize, maglevTable, maglevWidth } from './maglev.js';
-import { murmur3 } from './murmur3.js';
+import { maglevFill, maglevSize, maglevWidth, murmur3Ascii } from './maglev.js';
 
 /** The memory the image lives in (the core's memory). */
 export interface ImageMemory {
@@ -60,13 +59,22 @@ export function planKey(p: { service: string; portName: string; protocol: string
 }
 
 interface FrontendClaim {
-  key: Uint8Array; // addr16, le16 port, proto, 0
+  /** keyId of the frontend key (addr16, le16 port, proto): what the claim competes for. */
+  id: string;
+  address: string;
+  port: number;
+  proto: number;
   kind: number;
   flags: number;
   plan: string;
   service: string;
-  label: string; // for notes: 'NodePort 192.168.0.1:30080/TCP'
+  /** For notes: kind and protocol names. */
+  feKind: string;
+  protocol: string;
 }
+
+/** A claim as notes name it: 'NodePort 192.168.0.1:30080/TCP'. */
+const claimLabel = (c: FrontendClaim): string => `${c.feKind} ${formatHostPort(c.address, c.port)}/${c.protocol}`;
 
 interface MapEntry {
   index: number;
@@ -83,16 +91,27 @@ interface Retired {
   epoch: number;
 }
 
+/** The frontend key of a claim (addr16, le16 port, proto, 0) in a buffer reused by every call: use it at once. */
+const keyScratch = new Uint8Array(20);
 function frontendKey(address: string, port: number, protocol: number): Uint8Array {
-  const key = new Uint8Array(20);
-  key.set((parseIp(address) as { bytes: Uint8Array }).bytes, 0);
+  const key = keyScratch;
+  const bytes = (parseIp(address) as { bytes: Uint8Array }).bytes;
+  for (let i = 0; i < 16; i++) key[i] = bytes[i] as number;
   key[16] = port & 0xff;
   key[17] = port >> 8;
   key[18] = protocol;
+  key[19] = 0;
   return key;
 }
 
-const keyId = (key: Uint8Array): string => Buffer.from(key.buffer, key.byteOffset, 19).toString('hex');
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** Hex of the first 19 bytes of a key: its identity in the writer's maps (and their sort order). */
+function keyId(key: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < 19; i++) s += HEX[key[i] as number] as string;
+  return s;
+}
 
 /**
  * Sources kube-proxy treats as local for eTP=Local short-circuiting: the node's own addresses and loopback
@@ -113,134 +132,86 @@ function localSourceRanges(node: NodeContext): { bytes: Uint8Array; prefix: numb
   return out;
 }
 
-/** A plan encoded as a service block, before it is placed. */
-interface EncodedBlock {
-  bytes: Uint8Array;
-  /** Offsets inside the block that hold block-relative offsets to relocate by the block's position. */
-  relocations: number[];
+/** Where each part of a plan's service block goes, block-relative (offsets in the image add the block's). */
+interface BlockLayout {
+  /** Bytes of the block, a multiple of ALIGN. */
+  size: number;
+  lists: { kind: 'cluster' | 'local'; members: PlanBackend[]; beAt: number; mgAt: number; mgSize: number; mgWidth: number }[];
+  listInternal: number;
+  listExternal: number;
+  listCluster: number;
+  listAt: number;
+  srAt: number;
+  /** Every string of the block (service name, port name, node names) and where it goes, in placement order. */
+  strings: Map<string, number>;
 }
 
-class BlockBuilder {
-  private readonly parts: Uint8Array[] = [];
-  size = 0;
-  readonly relocations: number[] = [];
-  reserve(n: number, alignment = 4): number {
-    const at = align(this.size, alignment);
-    if (at > this.size) this.parts.push(new Uint8Array(at - this.size));
-    this.size = at;
-    const part = new Uint8Array(n);
-    this.parts.push(part);
-    this.size += n;
-    return at;
-  }
-  finish(): Uint8Array {
-    const out = new Uint8Array(align(this.size, ALIGN));
-    let p = 0;
-    for (const part of this.parts) {
-      out.set(part, p);
-      p += part.length;
+/** UTF-8 length of `s` (ASCII fast path: every name svcplane writes is ASCII in practice). */
+function utf8Length(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return encoder.encode(s).length;
+  return s.length;
+}
+
+/** Copies a 16-byte address (a loop: TypedArray.set costs more than it copies at this size). */
+function copy16(mem: Uint8Array, at: number, bytes: Uint8Array): void {
+  for (let i = 0; i < 16; i++) mem[at + i] = bytes[i] as number;
+}
+
+/** Writes the UTF-8 bytes of `s` at `at` (the NUL after it is already zero). */
+function writeString(mem: Uint8Array, at: number, s: string): void {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) {
+      mem.set(encoder.encode(s), at);
+      return;
     }
-    return out;
+    mem[at + i] = c;
   }
 }
 
-/** Encodes one plan as a block whose internal offsets are relative to the block start (relocated on placement). */
-function encodeBlock(plan: ServicePortPlan, clusterSeed: number): EncodedBlock {
-  const lists: { kind: 'cluster' | 'local'; members: PlanBackend[] }[] = [];
+/**
+ * Lays a plan out as a service block: the service, its lists, source ranges, backends per list, Maglev
+ * tables per list, then NUL-terminated strings, each part aligned as the core reads it.
+ */
+function layoutBlock(plan: ServicePortPlan): BlockLayout {
+  const lists: BlockLayout['lists'] = [];
   const listIndex = (kind: 'cluster' | 'local'): number => {
-    let i = lists.findIndex((l) => l.kind === kind);
-    if (i < 0) i = lists.push({ kind, members: kind === 'cluster' ? plan.clusterList : plan.localList }) - 1;
-    return i;
+    for (let i = 0; i < lists.length; i++) if ((lists[i] as BlockLayout['lists'][number]).kind === kind) return i;
+    return lists.push({ kind, members: kind === 'cluster' ? plan.clusterList : plan.localList, beAt: 0, mgAt: 0, mgSize: 0, mgWidth: 1 }) - 1;
   };
   const listInternal = listIndex(plan.internal.list);
   const listExternal = listIndex(plan.external.list);
   // Only eTP=Local needs the cluster list beside its local one (for traffic from local sources).
   const listCluster = plan.externalPolicyLocal ? listIndex('cluster') : listInternal;
 
-  const b = new BlockBuilder();
-  const svcAt = b.reserve(SERVICE.size, ALIGN);
-  const listAt = b.reserve(lists.length * LIST.size);
-  const srAt = b.reserve(plan.sourceRanges.length * SOURCE_RANGE.size);
-  const beAts = lists.map((l) => b.reserve(l.members.length * BACKEND.size));
-  const tables = lists.map((l) => {
-    if (l.members.length === 0) return { at: 0, size: 0, width: 1, table: new Uint32Array(0) };
-    const size = maglevSize(l.members.length);
-    const width = maglevWidth(l.members.length);
-    const at = b.reserve(size * width, 4);
-    return { at, size, width, table: maglevTable(l.members.map(backendName), size, clusterSeed) };
-  });
-  const strings = new Map<string, number>();
-  const stringAt = (s: string): number => {
-    let at = strings.get(s);
-    if (at === undefined) {
-      const bytes = encoder.encode(s);
-      at = b.reserve(bytes.length + 1, 1);
-      strings.set(s, at);
-    }
+  let size = 0;
+  const reserve = (n: number, alignment: number): number => {
+    const at = align(size, alignment);
+    size = at + n;
     return at;
   };
-  const nameAt = stringAt(plan.service);
-  const portNameAt = stringAt(plan.portName);
-  const nodeAts = lists.map((l) => l.members.map((m) => stringAt(m.nodeName)));
-
-  const out = b.finish();
-  const dv = new DataView(out.buffer);
-  const rel = (at: number, v: number): void => {
-    dv.setUint32(at, v, true);
-    b.relocations.push(at);
+  reserve(SERVICE.size, ALIGN); // the service record is at 0
+  const listAt = reserve(lists.length * LIST.size, 4);
+  const srAt = reserve(plan.sourceRanges.length * SOURCE_RANGE.size, 4);
+  for (const l of lists) l.beAt = reserve(l.members.length * BACKEND.size, 4);
+  for (const l of lists) {
+    if (l.members.length === 0) continue;
+    l.mgSize = maglevSize(l.members.length);
+    l.mgWidth = maglevWidth(l.members.length);
+    l.mgAt = reserve(l.mgSize * l.mgWidth, 4);
+  }
+  const strings = new Map<string, number>();
+  const string = (s: string): void => {
+    if (!strings.has(s)) strings.set(s, reserve(utf8Length(s) + 1, 1));
   };
-  let flags = 0;
-  if (plan.affinityTimeout > 0) flags |= SVC_F_AFFINITY;
-  if (plan.internalPolicyLocal) flags |= SVC_F_INTERNAL_LOCAL;
-  if (plan.externalPolicyLocal) flags |= SVC_F_EXTERNAL_LOCAL;
-  if (plan.family === 'IPv6') flags |= SVC_F_IPV6;
-  let empty = 0;
-  if (plan.internal.whenEmpty === 'drop') empty |= SVC_EMPTY_INTERNAL_DROP;
-  if (plan.external.whenEmpty === 'drop') empty |= SVC_EMPTY_EXTERNAL_DROP;
-  dv.setUint32(svcAt + SERVICE.blockSize, out.length, true);
-  dv.setUint32(svcAt + SERVICE.flags, flags, true);
-  dv.setUint32(svcAt + SERVICE.affinityTimeout, plan.affinityTimeout, true);
-  rel(svcAt + SERVICE.name, nameAt);
-  rel(svcAt + SERVICE.portName, portNameAt);
-  rel(svcAt + SERVICE.listOff, listAt);
-  out[svcAt + SERVICE.listCount] = lists.length;
-  out[svcAt + SERVICE.listInternal] = listInternal;
-  out[svcAt + SERVICE.listExternal] = listExternal;
-  out[svcAt + SERVICE.listCluster] = listCluster;
-  rel(svcAt + SERVICE.srOff, srAt);
-  dv.setUint16(svcAt + SERVICE.srCount, plan.sourceRanges.length, true);
-  out[svcAt + SERVICE.empty] = empty;
-  out[svcAt + SERVICE.proto] = PROTOCOL_NUMBERS[plan.protocol];
-  plan.sourceRanges.forEach((r, i) => {
-    out.set(r.bytes, srAt + i * SOURCE_RANGE.size + SOURCE_RANGE.addr);
-    out[srAt + i * SOURCE_RANGE.size + SOURCE_RANGE.prefix] = r.prefix128;
-  });
-  lists.forEach((l, li) => {
-    const at = listAt + li * LIST.size;
-    const t = tables[li] as (typeof tables)[number];
-    rel(at + LIST.beOff, beAts[li] as number);
-    dv.setUint32(at + LIST.beCount, l.members.length, true);
-    if (t.size > 0) rel(at + LIST.mgOff, t.at);
-    dv.setUint32(at + LIST.mgSize, t.size, true);
-    out[at + LIST.mgWidth] = t.width;
-    out[at + LIST.kind] = l.kind === 'cluster' ? LIST_CLUSTER : LIST_LOCAL;
-    const identity = `${plan.service}/${plan.portName}/${plan.protocol}/${plan.family}/${l.kind}`;
-    dv.setUint32(at + LIST.affinityId, murmur3(encoder.encode(identity), 0), true);
-    l.members.forEach((m, i) => {
-      const be = (beAts[li] as number) + i * BACKEND.size;
-      out.set(m.bytes, be + BACKEND.addr);
-      dv.setUint16(be + BACKEND.port, m.port, true);
-      out[be + BACKEND.state] = m.state === 'active' ? BE_ACTIVE : BE_TERMINATING;
-      out[be + BACKEND.flags] = m.isLocal ? BE_F_LOCAL : 0;
-      rel(be + BACKEND.node, (nodeAts[li] as number[])[i] as number);
-    });
-    if (t.width === 1) out.set(t.table, t.at);
-    else if (t.width === 2) for (let i = 0; i < t.size; i++) dv.setUint16(t.at + i * 2, t.table[i] as number, true);
-    else for (let i = 0; i < t.size; i++) dv.setUint32(t.at + i * 4, t.table[i] as number, true);
-  });
-  for (const [s, at] of strings) out.set(encoder.encode(s), at);
-  return { bytes: out, relocations: b.relocations };
+  string(plan.service);
+  string(plan.portName);
+  for (const l of lists) for (const m of l.members) string(m.nodeName);
+  return { size: align(size, ALIGN), lists, listInternal, listExternal, listCluster, listAt, srAt, strings };
 }
+
+/** Maglev entries before they are narrowed to the table's width (reused: one table is built at a time). */
+let maglevScratch = new Int32Array(4096);
 
 export class ImageWriter {
   private readonly mem: ImageMemory;
@@ -264,6 +235,7 @@ export class ImageWriter {
   private lsCount = 0;
   private nodeName = 0;
   private nodeZone = 0;
+  private nodeStrings: { off: number; size: number }[] = [];
   // bookkeeping
   private readonly slotOfPlan = new Map<string, number>();
   private readonly blockOfSlot = new Map<number, { off: number; size: number }>();
@@ -273,7 +245,8 @@ export class ImageWriter {
   private nextRevnat = 0;
   private readonly plansOfService = new Map<string, string[]>();
   private readonly claimsOfService = new Map<string, FrontendClaim[]>();
-  private readonly claimants = new Map<string, Map<string, FrontendClaim>>(); // key id -> service -> claim
+  /** key id -> its claims, one per service in claim order: the claim itself when alone (the usual case), else a list. */
+  private readonly claimants = new Map<string, FrontendClaim | FrontendClaim[]>();
   private readonly entries = new Map<string, MapEntry>(); // key id -> live map entry
   private notes: Note[] = [];
 
@@ -293,14 +266,29 @@ export class ImageWriter {
   }
 
   // ---- memory ----
+  // Views over the memory are cached and rebuilt only when its buffer changes (growing replaces it):
+  // the writer touches memory a few times per field, and a DataView per access was most of the cost.
+
+  private viewU8: Uint8Array = new Uint8Array(0);
+  private viewDv: DataView = new DataView(new ArrayBuffer(0));
+  private viewU32: Uint32Array = new Uint32Array(0);
 
   private u8(): Uint8Array {
-    return this.mem.bytes();
+    const b = this.mem.bytes();
+    if (b !== this.viewU8) this.rebuildViews(b);
+    return b;
+  }
+
+  private rebuildViews(b: Uint8Array): void {
+    this.viewU8 = b;
+    this.viewDv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    // Word view for the atomic publication stores (every published field is 4-aligned from an 8-aligned base).
+    this.viewU32 = b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2) : new Uint32Array(0);
   }
 
   private dv(): DataView {
-    const b = this.mem.bytes();
-    return new DataView(b.buffer, b.byteOffset, b.byteLength);
+    this.u8();
+    return this.viewDv;
   }
 
   private setU32(off: number, v: number): void {
@@ -310,7 +298,9 @@ export class ImageWriter {
   /** A publication word: an atomic store, ordered after every write before it (for readers on other threads). */
   private publish(off: number, v: number): void {
     const at = this.base + off;
-    Atomics.store(new Uint32Array(this.u8().buffer, at, 1), 0, v >>> 0);
+    this.u8();
+    if (at % 4 === 0 && this.viewU32.length > 0) Atomics.store(this.viewU32, at >>> 2, v >>> 0);
+    else Atomics.store(new Uint32Array(this.viewU8.buffer, this.viewU8.byteOffset + at, 1), 0, v >>> 0);
   }
 
   private alloc(size: number): number {
@@ -319,7 +309,9 @@ export class ImageWriter {
     if (reuse && reuse.length > 0) return reuse.pop() as number;
     const off = this.top;
     this.top += size;
-    this.mem.ensure(this.base + this.top);
+    const end = this.base + this.top;
+    // Grown by an eighth (at least 1 MiB) at a time: every grow replaces the buffer and its views.
+    if (end > this.u8().length) this.mem.ensure(Math.max(end, this.viewU8.length + Math.max(this.viewU8.length >>> 3, 1 << 20)));
     if (this.root !== 0) this.publish(HEADER.imageSize, this.top);
     return off;
   }
@@ -352,12 +344,16 @@ export class ImageWriter {
 
   /** Frees retired space no reader can still be using; returns the bytes freed. */
   reclaim(): number {
-    const readers = new Uint32Array(this.u8().buffer, this.base + HEADER.readers, MAX_READERS);
     let min = Infinity;
+    this.u8();
+    const at = this.base + HEADER.readers;
+    const readers = this.viewU32.length > 0 && at % 4 === 0 ? this.viewU32 : new Uint32Array(this.viewU8.buffer, this.viewU8.byteOffset + at, MAX_READERS);
+    const first = readers === this.viewU32 ? at >>> 2 : 0;
     for (let i = 0; i < MAX_READERS; i++) {
-      const e = Atomics.load(readers, i);
+      const e = Atomics.load(readers, first + i);
       if (e !== 0) min = Math.min(min, e);
     }
+    if (this.retired.length === 0) return 0;
     let freed = 0;
     const keep: Retired[] = [];
     for (const r of this.retired) {
@@ -449,6 +445,7 @@ export class ImageWriter {
     });
     this.nodeName = this.writeString(node.name);
     this.nodeZone = this.writeString(node.zone);
+    this.nodeStrings = [this.nodeName, this.nodeZone].map((off, i) => ({ off, size: encoder.encode(i === 0 ? node.name : node.zone).length + 1 }));
     this.root = root;
     this.writeRootFields();
   }
@@ -480,7 +477,9 @@ export class ImageWriter {
     const before = this.claimsOfService.get(service) ?? [];
     const after = this.claimsOf(plans);
     this.setClaims(service, after);
-    const touched = new Set([...before, ...after].map((c) => keyId(c.key)));
+    const touched = new Set<string>();
+    for (const c of before) touched.add(c.id);
+    for (const c of after) touched.add(c.id);
     for (const id of [...touched].sort()) this.refreshFrontend(id);
     // Plans that disappeared: their frontends are gone (above), so their slots can be cleared.
     const keep = new Set(plans.map(planKey));
@@ -492,16 +491,17 @@ export class ImageWriter {
   /** Node addresses, zone or pod CIDRs changed: rebuild the root tables beside the old ones and flip. */
   setNode(node: NodeContext, plansByService: ReadonlyMap<string, readonly ServicePortPlan[]>): Note[] {
     this.notes = [];
-    const oldRoot = { root: this.root, feOff: this.feOff, feCap: this.feCap, slotOff: this.slotOff, slotCap: this.slotCap, rnOff: this.rnOff, rnCap: this.rnCap, lsOff: this.lsOff, lsCount: this.lsCount };
-    // New plans first (NodePort frontends follow the node's addresses), into the existing slots.
+    // New plans first (NodePort frontends follow the node's addresses), into the existing slots. This may
+    // grow (and republish) the slot table, so the root being replaced is the one current after it.
     for (const [service, plans] of plansByService) this.writePlans(service, plans);
+    const oldRoot = { root: this.root, feOff: this.feOff, feCap: this.feCap, slotOff: this.slotOff, slotCap: this.slotCap, rnOff: this.rnOff, rnCap: this.rnCap, lsOff: this.lsOff, lsCount: this.lsCount, strings: this.nodeStrings };
     const oldEntries = new Map(this.entries);
     const frontendCount = [...plansByService.values()].reduce((n, ps) => n + ps.reduce((m, p) => m + p.frontends.length, 0), 0);
     const slotCap = this.slotCap;
     const oldSlots = this.u8().slice(this.base + this.slotOff, this.base + this.slotOff + slotCap * 4);
     const oldRevnats = this.u8().slice(this.base + this.rnOff, this.base + this.rnOff + this.rnCap * REVNAT.size);
-    const oldRnCap = this.rnCap;
-    this.writeRoot(node, nextPow2(frontendCount * 2), slotCap, nextPow2(Math.max(frontendCount, oldRnCap), 16));
+    // Sized so that filling them cannot trigger a growth (which would publish a half-built root).
+    this.writeRoot(node, nextPow2(frontendCount * 2), slotCap, nextPow2(Math.max(this.rnCap, this.nextRevnat + frontendCount), 16));
     this.u8().set(oldSlots, this.base + this.slotOff);
     this.u8().set(oldRevnats, this.base + this.rnOff);
     this.entries.clear();
@@ -522,6 +522,7 @@ export class ImageWriter {
     this.retire('block', oldRoot.slotOff, oldRoot.slotCap * 4);
     this.retire('block', oldRoot.rnOff, oldRoot.rnCap * REVNAT.size);
     this.retire('block', oldRoot.lsOff, Math.max(1, oldRoot.lsCount) * SOURCE_RANGE.size);
+    for (const str of oldRoot.strings) this.retire('block', str.off, str.size);
     this.endChange();
     return this.notes;
   }
@@ -538,19 +539,86 @@ export class ImageWriter {
         slot = this.allocSlot();
         this.slotOfPlan.set(key, slot);
       }
-      const enc = encodeBlock(plan, this.opts.clusterSeed);
-      const off = this.alloc(enc.bytes.length);
-      const mem = this.u8();
-      mem.set(enc.bytes, this.base + off);
-      const dv = this.dv();
-      for (const at of enc.relocations) dv.setUint32(this.base + off + at, dv.getUint32(this.base + off + at, true) + off, true);
+      const { off, size } = this.writeBlock(plan);
       this.publish(this.slotOff + slot * 4, off);
       const old = this.blockOfSlot.get(slot);
       if (old) this.retire('block', old.off, old.size);
-      this.blockOfSlot.set(slot, { off, size: enc.bytes.length });
+      this.blockOfSlot.set(slot, { off, size });
     }
     if (plans.length > 0) this.plansOfService.set(service, plans.map(planKey));
     else this.plansOfService.delete(service);
+  }
+
+  /** Lays out, allocates and writes one plan's service block (not yet published); returns where it is. */
+  private writeBlock(plan: ServicePortPlan): { off: number; size: number } {
+    const lay = layoutBlock(plan);
+    const off = this.alloc(lay.size);
+    const mem = this.u8();
+    const dv = this.viewDv;
+    const p = this.base + off; // block start in memory; offsets stored in the image are `off + at`
+    mem.fill(0, p, p + lay.size);
+    let flags = 0;
+    if (plan.affinityTimeout > 0) flags |= SVC_F_AFFINITY;
+    if (plan.internalPolicyLocal) flags |= SVC_F_INTERNAL_LOCAL;
+    if (plan.externalPolicyLocal) flags |= SVC_F_EXTERNAL_LOCAL;
+    if (plan.family === 'IPv6') flags |= SVC_F_IPV6;
+    let empty = 0;
+    if (plan.internal.whenEmpty === 'drop') empty |= SVC_EMPTY_INTERNAL_DROP;
+    if (plan.external.whenEmpty === 'drop') empty |= SVC_EMPTY_EXTERNAL_DROP;
+    const stringOff = (s: string): number => off + (lay.strings.get(s) as number);
+    dv.setUint32(p + SERVICE.blockSize, lay.size, true);
+    dv.setUint32(p + SERVICE.flags, flags, true);
+    dv.setUint32(p + SERVICE.affinityTimeout, plan.affinityTimeout >>> 0, true);
+    dv.setUint32(p + SERVICE.name, stringOff(plan.service), true);
+    dv.setUint32(p + SERVICE.portName, stringOff(plan.portName), true);
+    dv.setUint32(p + SERVICE.listOff, off + lay.listAt, true);
+    mem[p + SERVICE.listCount] = lay.lists.length;
+    mem[p + SERVICE.listInternal] = lay.listInternal;
+    mem[p + SERVICE.listExternal] = lay.listExternal;
+    mem[p + SERVICE.listCluster] = lay.listCluster;
+    dv.setUint32(p + SERVICE.srOff, off + lay.srAt, true);
+    dv.setUint16(p + SERVICE.srCount, plan.sourceRanges.length, true);
+    mem[p + SERVICE.empty] = empty;
+    mem[p + SERVICE.proto] = PROTOCOL_NUMBERS[plan.protocol];
+    for (let i = 0; i < plan.sourceRanges.length; i++) {
+      const r = plan.sourceRanges[i] as ServicePortPlan['sourceRanges'][number];
+      const at = p + lay.srAt + i * SOURCE_RANGE.size;
+      copy16(mem, at + SOURCE_RANGE.addr, r.bytes);
+      mem[at + SOURCE_RANGE.prefix] = r.prefix128;
+    }
+    for (let li = 0; li < lay.lists.length; li++) {
+      const l = lay.lists[li] as BlockLayout['lists'][number];
+      const at = p + lay.listAt + li * LIST.size;
+      dv.setUint32(at + LIST.beOff, off + l.beAt, true);
+      dv.setUint32(at + LIST.beCount, l.members.length, true);
+      if (l.mgSize > 0) dv.setUint32(at + LIST.mgOff, off + l.mgAt, true);
+      dv.setUint32(at + LIST.mgSize, l.mgSize, true);
+      mem[at + LIST.mgWidth] = l.mgWidth;
+      mem[at + LIST.kind] = l.kind === 'cluster' ? LIST_CLUSTER : LIST_LOCAL;
+      const identity = `${plan.service}/${plan.portName}/${plan.protocol}/${plan.family}/${l.kind}`;
+      dv.setUint32(at + LIST.affinityId, murmur3Ascii(identity, 0), true);
+      for (let i = 0; i < l.members.length; i++) {
+        const m = l.members[i] as PlanBackend;
+        const be = p + l.beAt + i * BACKEND.size;
+        copy16(mem, be + BACKEND.addr, m.bytes);
+        dv.setUint16(be + BACKEND.port, m.port, true);
+        mem[be + BACKEND.state] = m.state === 'active' ? BE_ACTIVE : BE_TERMINATING;
+        mem[be + BACKEND.flags] = m.isLocal ? BE_F_LOCAL : 0;
+        dv.setUint32(be + BACKEND.node, stringOff(m.nodeName), true);
+      }
+      if (l.mgSize > 0) {
+        const m = l.mgSize;
+        if (maglevScratch.length < m) maglevScratch = new Int32Array(m);
+        const t = maglevScratch;
+        maglevFill(l.members.map(backendName), m, this.opts.clusterSeed, t);
+        const tp = p + l.mgAt;
+        if (l.mgWidth === 1) for (let i = 0; i < m; i++) mem[tp + i] = t[i] as number;
+        else if (l.mgWidth === 2) for (let i = 0; i < m; i++) dv.setUint16(tp + i * 2, t[i] as number, true);
+        else for (let i = 0; i < m; i++) dv.setUint32(tp + i * 4, t[i] as number, true);
+      }
+    }
+    for (const [s, at] of lay.strings) writeString(mem, p + at, s);
+    return { off, size: lay.size };
   }
 
   private dropPlan(key: string): void {
@@ -596,16 +664,21 @@ export class ImageWriter {
     const out: FrontendClaim[] = [];
     for (const plan of plans) {
       const proto = PROTOCOL_NUMBERS[plan.protocol];
+      const key = planKey(plan);
       for (const fe of plan.frontends) {
         let flags = fe.scope === 'external' ? FE_F_EXTERNAL : 0;
         if (fe.kind === 'LoadBalancer' && plan.sourceRanges.length > 0) flags |= FE_F_SOURCE_RANGES;
         out.push({
-          key: frontendKey(fe.address, fe.port, proto),
+          id: keyId(frontendKey(fe.address, fe.port, proto)),
+          address: fe.address,
+          port: fe.port,
+          proto,
           kind: FE_KIND[fe.kind],
           flags,
-          plan: planKey(plan),
+          plan: key,
           service: plan.service,
-          label: `${fe.kind} ${formatHostPort(fe.address, fe.port)}/${plan.protocol}`,
+          feKind: fe.kind,
+          protocol: plan.protocol,
         });
       }
     }
@@ -613,20 +686,31 @@ export class ImageWriter {
   }
 
   private setClaims(service: string, claims: FrontendClaim[]): void {
-    for (const old of this.claimsOfService.get(service) ?? []) {
-      const id = keyId(old.key);
-      const m = this.claimants.get(id);
-      m?.delete(service);
-      if (m?.size === 0) this.claimants.delete(id);
-    }
-    for (const c of claims) {
-      const id = keyId(c.key);
-      let m = this.claimants.get(id);
-      if (!m) this.claimants.set(id, (m = new Map()));
-      if (!m.has(service)) m.set(service, c);
-    }
+    for (const old of this.claimsOfService.get(service) ?? []) this.removeClaimant(old.id, service);
+    for (const c of claims) this.addClaimant(c);
     if (claims.length > 0) this.claimsOfService.set(service, claims);
     else this.claimsOfService.delete(service);
+  }
+
+  private removeClaimant(id: string, service: string): void {
+    const v = this.claimants.get(id);
+    if (v === undefined) return;
+    if (!Array.isArray(v)) {
+      if (v.service === service) this.claimants.delete(id);
+      return;
+    }
+    const rest = v.filter((c) => c.service !== service);
+    if (rest.length === 0) this.claimants.delete(id);
+    else this.claimants.set(id, rest.length === 1 ? (rest[0] as FrontendClaim) : rest);
+  }
+
+  /** Adds a claim unless its service already claims that key (the first claim of a service stands). */
+  private addClaimant(c: FrontendClaim): void {
+    const v = this.claimants.get(c.id);
+    if (v === undefined) this.claimants.set(c.id, c);
+    else if (!Array.isArray(v)) {
+      if (v.service !== c.service) this.claimants.set(c.id, [v, c]);
+    } else if (!v.some((o) => o.service === c.service)) v.push(c);
   }
 
   /**
@@ -637,10 +721,11 @@ export class ImageWriter {
   private refreshFrontend(id: string): void {
     const m = this.claimants.get(id);
     let winner: FrontendClaim | undefined;
-    for (const c of m?.values() ?? []) if (!winner || c.service < winner.service) winner = c;
-    if (winner && m && m.size > 1) {
-      for (const c of m.values()) {
-        if (c !== winner) this.notes.push({ object: `Service ${c.service}`, message: `${c.label} is already used by ${winner.service}; ignored` });
+    if (m !== undefined && !Array.isArray(m)) winner = m;
+    else if (m !== undefined) {
+      for (const c of m) if (!winner || c.service < winner.service) winner = c;
+      for (const c of m) {
+        if (c !== winner) this.notes.push({ object: `Service ${c.service}`, message: `${claimLabel(c)} is already used by ${(winner as FrontendClaim).service}; ignored` });
       }
     }
     const current = this.entries.get(id);
@@ -663,11 +748,12 @@ export class ImageWriter {
     if ((this.feUsed + this.feTombstones + 1) * 2 > this.feCap) this.rehashFrontends();
     const mask = this.feCap - 1;
     const mem = this.u8();
-    let i = this.opts.hash20(c.key, this.opts.tableSeed >>> 0) & mask;
+    const key = frontendKey(c.address, c.port, c.proto);
+    let i = this.opts.hash20(key, this.opts.tableSeed >>> 0) & mask;
     // Only empty slots are filled: a tombstone may still be read by a reader that saw it live.
     while (mem[this.base + this.feOff + i * FRONTEND.size + FRONTEND.kind] !== FE_EMPTY) i = (i + 1) & mask;
     const at = this.feOff + i * FRONTEND.size;
-    mem.set(c.key.subarray(0, 19), this.base + at);
+    for (let b = 0; b < 19; b++) mem[this.base + at + b] = key[b] as number;
     this.setU32(at + FRONTEND.slot, slot);
     this.setU32(at + FRONTEND.revnat, revnat);
     this.setU32(at + FRONTEND.flags, c.flags);
@@ -725,7 +811,8 @@ export class ImageWriter {
   private writeRevnat(index: number, c: FrontendClaim, slot: number): void {
     const at = this.rnOff + index * REVNAT.size;
     const mem = this.u8();
-    mem.set(c.key.subarray(0, 19), this.base + at);
+    const key = frontendKey(c.address, c.port, c.proto);
+    for (let b = 0; b < 19; b++) mem[this.base + at + b] = key[b] as number;
     mem[this.base + at + REVNAT.kind] = c.kind;
     this.setU32(at + REVNAT.slot, slot);
   }

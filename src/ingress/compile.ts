@@ -140,6 +140,8 @@ export function compileRoutes(plan: IngressPlan, opts: CompileRoutesOptions = {}
       exact,
       prefix,
       prefixMax: prefix.keys.reduce((m, k) => Math.max(m, k.len), 0),
+      exactLens: lengthMask(exact.keys),
+      prefixLens: lengthMask(prefix.keys),
       defaultTarget: h.defaultBackend ? targetOf(h.defaultBackend) : globalDefault,
     };
   });
@@ -216,6 +218,10 @@ export function compileRoutes(plan: IngressPlan, opts: CompileRoutesOptions = {}
     u32(at + R_RECORD.prefixMax, r.prefixMax);
     u32(at + R_RECORD.defaultTarget, r.defaultTarget);
     dv.setUint8(at + R_RECORD.kind, r.kind);
+    u32(at + R_RECORD.exactLens, r.exactLens[0]);
+    u32(at + R_RECORD.exactLens + 4, r.exactLens[1]);
+    u32(at + R_RECORD.prefixLens, r.prefixLens[0]);
+    u32(at + R_RECORD.prefixLens + 4, r.prefixLens[1]);
   });
 
   targets.forEach((t, i) => {
@@ -242,6 +248,16 @@ export function compileRoutes(plan: IngressPlan, opts: CompileRoutesOptions = {}
 
   strings.write(bytes, strOff);
   return { bytes, targets, notes };
+}
+
+/** The 64-bit key-length filter as [low, high] words: bit (len % 64) set for every key length. */
+function lengthMask(keys: readonly Key[]): [number, number] {
+  const mask: [number, number] = [0, 0];
+  for (const k of keys) {
+    const bit = k.len & 63;
+    mask[bit >> 5] = ((mask[bit >> 5] as number) | (1 << (bit & 31))) >>> 0;
+  }
+  return mask;
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {

@@ -30,8 +30,8 @@ export const PT_PREFIX = 2;
 export const PT_IMPL = 3;
 
 export const R_RECORD = {
-  size: 40, name: 0, exactFirst: 4, exactCap: 8, exactCount: 12, prefixFirst: 16, prefixCap: 20, prefixCount: 24,
-  prefixMax: 28, defaultTarget: 32, kind: 36,
+  size: 56, name: 0, exactFirst: 4, exactCap: 8, exactCount: 12, prefixFirst: 16, prefixCap: 20, prefixCount: 24,
+  prefixMax: 28, defaultTarget: 32, kind: 36, exactLens: 40, prefixLens: 48,
 } as const;
 export const HOST_EXACT = 1;
 export const HOST_WILDCARD = 2;
@@ -43,7 +43,10 @@ export const R_TARGET = {
 export const TF_FRONTEND = 1;
 export const TF_DEFAULT = 2;
 
-export const R_REQUEST = { size: 8, hostLen: 0, pathLen: 4 } as const;
+/** Where the Host header and path bytes are: core-memory offsets and lengths. */
+export const R_REQUEST = { size: 16, hostOff: 0, hostLen: 4, pathOff: 8, pathLen: 12 } as const;
+/** A router's context (host-provided, 8-aligned): the attached section's offset (0 = none) and size. */
+export const R_CTX = { size: 16, section: 0, sectionSize: 4 } as const;
 export const R_RESULT = { size: 16, status: 0, hostMatch: 2, pathMatch: 3, target: 4, record: 8, matchLen: 12 } as const;
 export const MATCH_NONE = 0;
 export const MATCH_EXACT = 1;
@@ -53,11 +56,11 @@ export const MATCH_ANY = 3;
 export const PATH_DEFAULT = 4;
 
 /** Sizes in the order of the core's sp_route_sizeof(which). */
-export const ROUTE_STRUCT_SIZES = [R_HEADER.size, R_SLOT.size, R_RECORD.size, R_TARGET.size, R_REQUEST.size, R_RESULT.size] as const;
+export const ROUTE_STRUCT_SIZES = [R_HEADER.size, R_SLOT.size, R_RECORD.size, R_TARGET.size, R_REQUEST.size, R_RESULT.size, R_CTX.size] as const;
 
 /** sp_routes_attach error codes. */
 export const ROUTES_ATTACH_ERRORS: Record<number, string> = {
-  [-1]: 'routes section outside core memory or misaligned',
+  [-1]: 'routes section or context outside core memory or misaligned',
   [-2]: 'bad magic',
   [-3]: 'unsupported version',
   [-4]: 'size mismatch',

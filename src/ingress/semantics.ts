@@ -225,12 +225,14 @@ export function planIngress(
     const ref = refOf(ing);
     const svc = backend.service;
     const port = svc ? (svc.port?.number ? svc.port.number : svc.port?.name) : undefined;
-    const cacheKey = JSON.stringify([ref, svc?.name ?? '', port ?? null, isDefault, backend.resource ?? null]);
+    const r = backend.resource;
+    const cacheKey = svc
+      ? `${ref}\0s\0${svc.name}\0${typeof port}\0${port ?? ''}\0${isDefault ? 1 : 0}`
+      : `${ref}\0r\0${r?.apiGroup ?? ''}\0${r?.kind ?? ''}\0${r?.name ?? ''}\0${isDefault ? 1 : 0}`;
     const cached = targets.get(cacheKey);
     if (cached) return cached;
     let t: RouteTarget;
     if (!svc || port === undefined) {
-      const r = backend.resource;
       const reason = `resource backend ${r?.kind ?? ''} ${r?.name ?? ''} is not routable: svcplane routes to Services only`;
       t = { ingress: ref, service: '', status: 503, reason, isDefault };
       notes.push({ object: `Ingress ${ref}`, message: `${field}: ${reason} (requests get 503)` });

@@ -51,7 +51,8 @@ class Errors {
 
 function validateIngressObject(e: Errors, obj: Obj): void {
   const annotations = validateMetadata(e, obj.metadata, true);
-  const spec = readObject(e, obj.spec ?? {}, 'spec') ?? {};
+  const spec = readObject(e, obj.spec ?? {}, 'spec');
+  if (!spec) return;
 
   const className = readString(e, spec.ingressClassName, 'spec.ingressClassName');
   if (className !== undefined) e.add('spec.ingressClassName', dnsSubdomain(className));

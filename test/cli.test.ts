@@ -83,7 +83,7 @@ describe('svcplane compile', () => {
     const a = join(tmp, 'a.img');
     const b = join(tmp, 'b.img');
     expect((await cli(['compile', ...EXAMPLE, '-o', a])).code).toBe(0);
-    expect((await cli(['compile', 'examples/cluster/web.yaml', 'examples/cluster/dns.json', 'examples/cluster/nodes.yaml', 'examples/cluster/edge-cases.yaml', 'examples/cluster/api.yaml', '--node', 'node-a', '-o', b])).code).toBe(0);
+    expect((await cli(['compile', 'examples/cluster/web.yaml', 'examples/cluster/dns.json', 'examples/cluster/nodes.yaml', 'examples/cluster/edge-cases.yaml', 'examples/cluster/api.yaml', 'examples/cluster/ingress.yaml', '--node', 'node-a', '-o', b])).code).toBe(0);
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
     const fromImage = JSON.parse((await cli(['dump', a, '-o', 'json'])).out) as Dump;
     const fromManifests = JSON.parse((await cli(['dump', ...EXAMPLE, '-o', 'json'])).out) as Dump;
@@ -126,6 +126,34 @@ describe('svcplane trace', () => {
   });
 });
 
+describe('svcplane route and dump ingress', () => {
+  it('routes by host and path, then picks the pod', async () => {
+    const json = async (...args: string[]): Promise<Record<string, unknown>> =>
+      JSON.parse((await cli(['route', ...EXAMPLE, ...args, '-o', 'json'])).out) as Record<string, unknown>;
+    expect(await json('--host', 'SHOP.example.com:8443', '--path', '/api/orders', '--from', '10.1.2.3:4444')).toMatchObject({
+      status: 200, ingress: 'shop/shop', service: 'shop/api', port: 8080,
+    });
+    expect(await json('--host', 'shop.example.com', '--path', '/healthz')).toMatchObject({ status: 200, service: 'shop/web', port: 9090, backend: { port: 9100 } });
+    expect(await json('--host', 'a.shop.example.com', '--path', '/')).toMatchObject({ status: 200, service: 'shop/gateway' });
+    expect(await json('--host', 'b.a.shop.example.com', '--path', '/')).toMatchObject({ status: 404 });
+    const text = await cli(['route', ...EXAMPLE, '--host', 'shop.example.com', '--path', '/']);
+    expect(text.out).toMatch(/status\s+200/);
+    expect((await cli(['route', ...EXAMPLE, '--host', 'x'])).code).toBe(2);
+  });
+
+  it('lists hosts, paths, types and targets, also from a compiled image', async () => {
+    const r = await cli(['dump', ...EXAMPLE.slice(0, 1), 'ingress', ...EXAMPLE.slice(1)]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/shop\.example\.com\s+\/api\s+Prefix\s+200\s+shop\/shop\s+shop\/api/);
+    expect(r.out).toMatch(/\*\.shop\.example\.com\s+\/\s+Prefix/);
+    const img = join(tmp, 'ingress.img');
+    await cli(['compile', ...EXAMPLE, '-o', img]);
+    const fromImage = await cli(['dump', img, 'ingress']);
+    expect(fromImage.out).toBe(r.out);
+    expect(JSON.parse((await cli(['route', img, '--host', 'shop.example.com', '--path', '/', '-o', 'json'])).out)).toMatchObject({ status: 200 });
+  });
+});
+
 describe('usage', () => {
   it('exits 2 on usage errors with a hint', async () => {
     for (const args of [['frobnicate'], ['compile', ...EXAMPLE], ['trace', ...EXAMPLE, '--to', '10.96.0.10', '--from', '1.2.3.4:5'], ['trace', ...EXAMPLE, '--to', '10.96.0.10:80/ICMP', '--from', '1.2.3.4:5'], ['dump', ...EXAMPLE, '-o', 'yaml'], ['dump'], ['dump', ...EXAMPLE, '--bogus']]) {
@@ -136,7 +164,7 @@ describe('usage', () => {
   });
 
   it('has --help on every command', async () => {
-    for (const cmd of ['compile', 'dump', 'trace', 'version']) {
+    for (const cmd of ['compile', 'dump', 'trace', 'route', 'version']) {
       const r = await cli([cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(new RegExp(`Usage: svcplane ${cmd}`));

@@ -36,7 +36,8 @@ struct sp_header {            /* 128 bytes at offset 0 */
   u32 root;                   /* offset of the current struct sp_root */
   u32 epoch;                  /* odd, bumped by 2 at each retirement; readers announce the one they saw */
   u32 generation;             /* bumped at every publication (diagnostics, dumps) */
-  u32 reserved[8];
+  u32 routes_off, routes_len; /* Ingress routes section (wasm/ingress.h), 0 = none; read by sp_route */
+  u32 reserved[6];
   u32 readers[SP_MAX_READERS];/* per registered reader: epoch it is reading under, 0 = quiescent */
 };
 

@@ -1,7 +1,7 @@
 // svcplane CLI: thin commands over the library. Exit codes: 0 success, 1 invalid input (errors are still
 // printed and everything valid still applies), 2 usage errors.
 
-import { readFileSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readManifestPaths } from '../k8s/load.js';
@@ -12,6 +12,8 @@ import { ImageError } from '../compile/view.js';
 import { MAGIC } from '../compile/layout.js';
 import { type Dump, dumpTables } from '../dump.js';
 import { CoreError } from '../engine/core.js';
+import { dumpRoutes, formatIngressDump } from '../ingress/dump.js';
+import { RoutesError } from '../ingress/view.js';
 
 export interface Io {
   stdout: (s: string) => void;
@@ -29,6 +31,7 @@ const NODE_OPTIONS = {
   zone: { type: 'string' },
   'cluster-seed': { type: 'string' },
   'table-seed': { type: 'string' },
+  'ingress-class': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -37,7 +40,8 @@ const NODE_HELP = `Node options (manifest inputs only):
   --node-ip IP         address NodePort frontends listen on (repeatable; default: the Node's InternalIP/ExternalIP)
   --zone ZONE          the node's zone for topology hints (default: the Node's topology.kubernetes.io/zone label)
   --cluster-seed N     cluster-wide seed of the flow hash and Maglev tables (default 0x53564350; same on every node)
-  --table-seed N       seed of the frontend hash-map placement (default 0, so images are reproducible)`;
+  --table-seed N       seed of the frontend hash-map placement (default 0, so images are reproducible)
+  --ingress-class NAME the IngressClass whose Ingresses are compiled (default: the default IngressClass)`;
 
 const HELP: Record<string, string> = {
   main: `svcplane ${VERSION}: Kubernetes Services and EndpointSlices compiled into dataplane tables
@@ -48,6 +52,8 @@ Commands:
   compile PATH... -o FILE        compile manifests into a table image
   dump PATH...|IMAGE             show frontends and the backends each selects among
   trace PATH...|IMAGE --to ...   show one flow's decision step by step
+  route PATH...|IMAGE --host H --path P
+                                 route one HTTP request by the Ingress rules, then pick the pod
   version                        print the version and the engine in use
 
 PATH is a YAML or JSON file (multi-document, kind: List), a directory of them, or - for stdin.
@@ -60,10 +66,11 @@ reverse NAT, source ranges. Same inputs and seeds give identical bytes.
 
   -o, --output FILE    where to write the image (required)
 ${NODE_HELP}`,
-  dump: `Usage: svcplane dump PATH...|IMAGE [node options] [-o table|json]
+  dump: `Usage: svcplane dump PATH...|IMAGE [ingress] [node options] [-o table|json]
 
 Lists every frontend (ClusterIP, NodePort, LoadBalancer, ExternalIP) with the backends it selects among
 for traffic from outside the node, and what a new connection gets when there are none (reject or drop).
+With 'ingress' as the last argument: the compiled Ingress routes (hosts, paths, types, targets).
 
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`,
@@ -75,6 +82,19 @@ IPv6 addresses are written in brackets: [2001:db8::1]:80/TCP. PROTO is TCP (defa
   --to ADDR:PORT/PROTO destination of the flow (required)
   --from ADDR:PORT     source of the flow (required)
   --time SECONDS       the flow's time, for session affinity (default: now)
+  -o, --output FORMAT  table (default) or json
+${NODE_HELP}`,
+  route: `Usage: svcplane route PATH...|IMAGE --host HOST --path PATH [--from ADDR:PORT] [--ingress-class NAME] [-o table|json]
+
+Routes one HTTP request by the Ingress rules compiled into the tables (exact host over wildcard, longest
+path, Exact over Prefix; the Host header's port is ignored), then picks the pod with the Service's L4
+selection. Status 200 with a backend, 404 when nothing matches and there is no default backend, 503 when
+the backend names a missing Service or port or the Service has no usable endpoint.
+
+  --host HOST          the Host header (default: none, which matches only rules without a host)
+  --path PATH          the request path (required)
+  --from ADDR:PORT     the client, for the L4 selection (default 0.0.0.0:0)
+  --ingress-class NAME the IngressClass served (default: the default IngressClass)
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`,
   version: `Usage: svcplane version
@@ -121,7 +141,7 @@ interface Loaded {
 async function load(paths: string[], values: Record<string, unknown>, io: Io): Promise<Loaded> {
   if (paths.length === 0) throw new UsageError('no input: give manifest files, directories, - for stdin, or one image');
   if (paths.length === 1 && isImage(paths[0] as string)) {
-    for (const f of ['node', 'node-ip', 'zone', 'cluster-seed', 'table-seed']) {
+    for (const f of ['node', 'node-ip', 'zone', 'cluster-seed', 'table-seed', 'ingress-class']) {
       if (values[f] !== undefined) io.stderr(`note: --${f} is ignored for a compiled image (it was fixed at compile time)\n`);
     }
     const selector = await openImage(new Uint8Array(readFileSync(paths[0] as string)));
@@ -139,6 +159,7 @@ async function load(paths: string[], values: Record<string, unknown>, io: Io): P
     zone: values.zone as string | undefined,
     clusterSeed: seed(values['cluster-seed'], 0x53564350, 'cluster-seed'),
     tableSeed: seed(values['table-seed'], 0, 'table-seed'),
+    ingressClass: values['ingress-class'] as string | undefined,
   });
   for (const ip of (values['node-ip'] as string[] | undefined) ?? []) {
     if (!parseHostPort(`${ip.includes(':') ? `[${ip}]` : ip}:1`)) throw new UsageError(`--node-ip: invalid IP address "${ip}"`);
@@ -201,7 +222,18 @@ async function cmdDump(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, { ...NODE_OPTIONS, output: { type: 'string', short: 'o' } });
   if (values.help) return help('dump', io);
   const format = outputFormat(values.output);
-  const { selector, errors } = await load(positionals, values, io);
+  // 'ingress' as the last argument selects the routes table (unless a file of that name exists).
+  const ingress = positionals.length > 1 && positionals[positionals.length - 1] === 'ingress' && !existsSync('ingress');
+  const { selector, errors } = await load(ingress ? positionals.slice(0, -1) : positionals, values, io);
+  if (ingress) {
+    const routes = selector.routes ? dumpRoutes(selector.routes) : undefined;
+    if (format === 'json') io.stdout(`${JSON.stringify({ ...(routes ?? { hosts: [] }), errors }, null, 2)}\n`);
+    else {
+      printErrors(errors, io);
+      io.stdout(routes ? formatIngressDump(routes) : 'no Ingress routes\n');
+    }
+    return errors.length > 0 ? 1 : 0;
+  }
   const dump = dumpTables(selector.tables as NonNullable<Selector['tables']>, errors);
   if (format === 'json') {
     io.stdout(`${JSON.stringify(dump, null, 2)}\n`);
@@ -275,18 +307,44 @@ async function cmdTrace(args: string[], io: Io): Promise<number> {
   return errors.length > 0 ? 1 : 0;
 }
 
+async function cmdRoute(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...NODE_OPTIONS,
+    host: { type: 'string' },
+    path: { type: 'string' },
+    from: { type: 'string' },
+    output: { type: 'string', short: 'o' },
+  });
+  if (values.help) return help('route', io);
+  const format = outputFormat(values.output);
+  if (values.path === undefined) throw new UsageError('route needs --path PATH');
+  let from: { address: string; port: number } | undefined;
+  if (values.from !== undefined) {
+    from = parseHostPort(values.from as string);
+    if (!from) throw new UsageError(`--from must be ADDR:PORT (IPv6 as [ADDR]:PORT), got "${String(values.from)}"`);
+  }
+  const { selector, errors } = await load(positionals, values, io);
+  printErrors(errors, io);
+  const r = selector.route({ host: values.host as string | undefined, path: values.path as string, src: from?.address, sport: from?.port });
+  if (format === 'json') io.stdout(`${JSON.stringify(r, null, 2)}\n`);
+  else {
+    const lines: [string, string][] = [['request', `Host: ${String(values.host ?? '(none)')} path: ${String(values.path)}`]];
+    if (r.ingress) lines.push(['ingress', r.ingress]);
+    if (r.service) lines.push(['service', `${r.service}${r.port !== undefined ? ` port ${r.port}` : ''}`]);
+    if (r.backend) lines.push(['backend', formatHostPort(r.backend.address, r.backend.port)]);
+    lines.push(['status', `${r.status}${r.reason ? ` (${r.reason})` : ''}`]);
+    io.stdout(lines.map(([k, v]) => `${pad(k, 10)}${v}`).join('\n') + '\n');
+  }
+  return errors.length > 0 ? 1 : 0;
+}
+
 async function cmdVersion(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, { help: { type: 'boolean', short: 'h' } });
   if (values.help) return help('version', io);
   if (positionals.length) throw new UsageError(`version takes no arguments`);
-  const s = await openImageless();
-  io.stdout(`svcplane ${VERSION}\nengine: ${s} (WebAssembly core; the native addon is not built yet)\nnode: ${process.version}\n`);
-  return 0;
-}
-
-async function openImageless(): Promise<string> {
   const dp = await createDataplane({ node: 'version-check' });
-  return dp.engine;
+  io.stdout(`svcplane ${VERSION}\nengine: ${dp.engine} (${dp.engineReason})\nnode: ${process.version}\n`);
+  return 0;
 }
 
 function help(cmd: string, io: Io): number {
@@ -298,6 +356,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   compile: cmdCompile,
   dump: cmdDump,
   trace: cmdTrace,
+  route: cmdRoute,
   version: cmdVersion,
 };
 
@@ -321,7 +380,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       io.stderr(`svcplane ${cmd}: ${e.message}\nRun 'svcplane ${cmd} --help' for usage.\n`);
       return 2;
     }
-    if (e instanceof ImageError || e instanceof CoreError) {
+    if (e instanceof ImageError || e instanceof CoreError || e instanceof RoutesError) {
       io.stderr(`svcplane ${cmd}: invalid image: ${e.message}\n`);
       return 1;
     }

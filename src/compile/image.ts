@@ -104,13 +104,15 @@ function frontendKey(address: string, port: number, protocol: number): Uint8Arra
   return key;
 }
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const keyCodes: number[] = new Array<number>(19).fill(0);
 
-/** Hex of the first 19 bytes of a key: its identity in the writer's maps (and their sort order). */
+/**
+ * Identity of a frontend key in the writer's maps: its first 19 bytes as a one-byte string, which sorts
+ * like the bytes (placement order in build() follows it).
+ */
 function keyId(key: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < 19; i++) s += HEX[key[i] as number] as string;
-  return s;
+  for (let i = 0; i < 19; i++) keyCodes[i] = key[i] as number;
+  return String.fromCharCode.apply(null, keyCodes);
 }
 
 /**
@@ -376,8 +378,8 @@ export class ImageWriter {
 
   // ---- full build ----
 
-  /** Writes a fresh image for these plans (deterministic bytes). */
-  build(plans: readonly ServicePortPlan[], node: NodeContext): Note[] {
+  /** Writes a fresh image for these plans and Ingress routes section (deterministic bytes). */
+  build(plans: readonly ServicePortPlan[], node: NodeContext, routes?: Uint8Array): Note[] {
     this.u8().fill(0, this.base, this.base + this.top);
     this.top = 0;
     this.root = 0;
@@ -393,6 +395,7 @@ export class ImageWriter {
     this.claimsOfService.clear();
     this.claimants.clear();
     this.entries.clear();
+    this.routes = { off: 0, len: 0 };
     this.notes = [];
 
     const header = this.alloc(HEADER.size);
@@ -414,14 +417,43 @@ export class ImageWriter {
     }
     // Blocks in plan order, then every frontend in key order, so placement does not depend on history.
     for (const [service, ps] of byService) {
-      this.writePlans(service, ps);
-      this.setClaims(service, this.claimsOf(ps));
+      this.setClaims(service, this.claimsOf(ps, this.writePlans(service, ps)));
     }
     const ids = [...this.claimants.keys()].sort();
     for (const id of ids) this.refreshFrontend(id);
+    if (routes) this.placeRoutes(routes);
     this.publish(HEADER.imageSize, this.top);
     this.publish(HEADER.root, this.root);
     return this.notes;
+  }
+
+  private routes = { off: 0, len: 0 };
+
+  /** Offset and length of the Ingress routes section in the image (0, 0 when there is none). */
+  get routesSection(): { off: number; len: number } {
+    return this.routes;
+  }
+
+  /**
+   * Replaces the Ingress routes section. Routes are matched on the writer's thread only (the router
+   * attaches the new section right after this), so the two header words need no ordering with readers.
+   */
+  setRoutes(bytes: Uint8Array | undefined): void {
+    const old = this.routes;
+    if (bytes && bytes.byteLength > 0) this.placeRoutes(bytes);
+    else this.routes = { off: 0, len: 0 };
+    this.setU32(HEADER.routesOff, this.routes.off);
+    this.setU32(HEADER.routesLen, this.routes.len);
+    if (old.len > 0) this.retire('block', old.off, old.len);
+    this.endChange();
+  }
+
+  private placeRoutes(bytes: Uint8Array): void {
+    const off = this.alloc(bytes.byteLength);
+    this.u8().set(bytes, this.base + off);
+    this.routes = { off, len: bytes.byteLength };
+    this.setU32(HEADER.routesOff, off);
+    this.setU32(HEADER.routesLen, bytes.byteLength);
   }
 
   /** Allocates and publishes a new root with tables of the given capacities (used by build and by setNode). */
@@ -473,17 +505,16 @@ export class ImageWriter {
   /** Replaces everything of one service (all its plans, both families) with `plans`; [] deletes it. */
   update(service: string, plans: readonly ServicePortPlan[]): Note[] {
     this.notes = [];
-    this.writePlans(service, plans);
+    const keys = this.writePlans(service, plans);
     const before = this.claimsOfService.get(service) ?? [];
-    const after = this.claimsOf(plans);
+    const after = this.claimsOf(plans, keys);
     this.setClaims(service, after);
     const touched = new Set<string>();
     for (const c of before) touched.add(c.id);
     for (const c of after) touched.add(c.id);
     for (const id of [...touched].sort()) this.refreshFrontend(id);
     // Plans that disappeared: their frontends are gone (above), so their slots can be cleared.
-    const keep = new Set(plans.map(planKey));
-    for (const key of this.plansOfServiceBefore) if (!keep.has(key)) this.dropPlan(key);
+    for (const key of this.plansOfServiceBefore) if (!keys.includes(key)) this.dropPlan(key);
     this.endChange();
     return this.notes;
   }
@@ -505,7 +536,7 @@ export class ImageWriter {
     this.u8().set(oldSlots, this.base + this.slotOff);
     this.u8().set(oldRevnats, this.base + this.rnOff);
     this.entries.clear();
-    for (const [service, plans] of plansByService) this.setClaims(service, this.claimsOf(plans));
+    for (const [service, plans] of plansByService) this.setClaims(service, this.claimsOf(plans, this.plansOfService.get(service) ?? []));
     for (const service of [...this.claimsOfService.keys()]) if (!plansByService.has(service)) this.setClaims(service, []);
     // Frontends that no longer exist give their rev-NAT index back (after the grace period).
     const ids = [...this.claimants.keys()].sort();
@@ -529,11 +560,14 @@ export class ImageWriter {
 
   private plansOfServiceBefore: string[] = [];
 
-  /** Writes and publishes a block per plan; remembers which plan keys the service had before. */
-  private writePlans(service: string, plans: readonly ServicePortPlan[]): void {
+  /** Writes and publishes a block per plan; remembers which plan keys the service had before; returns the plans' keys. */
+  private writePlans(service: string, plans: readonly ServicePortPlan[]): string[] {
     this.plansOfServiceBefore = this.plansOfService.get(service) ?? [];
-    for (const plan of plans) {
-      const key = planKey(plan);
+    // One key string per plan, shared by every map that uses it (its hash is computed once).
+    const keys = plans.map(planKey);
+    for (let i = 0; i < plans.length; i++) {
+      const plan = plans[i] as ServicePortPlan;
+      const key = keys[i] as string;
       let slot = this.slotOfPlan.get(key);
       if (slot === undefined) {
         slot = this.allocSlot();
@@ -545,8 +579,9 @@ export class ImageWriter {
       if (old) this.retire('block', old.off, old.size);
       this.blockOfSlot.set(slot, { off, size });
     }
-    if (plans.length > 0) this.plansOfService.set(service, plans.map(planKey));
+    if (plans.length > 0) this.plansOfService.set(service, keys);
     else this.plansOfService.delete(service);
+    return keys;
   }
 
   /** Lays out, allocates and writes one plan's service block (not yet published); returns where it is. */
@@ -660,11 +695,13 @@ export class ImageWriter {
     this.retire('block', oldRoot, ROOT.size);
   }
 
-  private claimsOf(plans: readonly ServicePortPlan[]): FrontendClaim[] {
+  /** The frontend claims of a service's plans (`keys`: their planKeys, as writePlans returned them). */
+  private claimsOf(plans: readonly ServicePortPlan[], keys: readonly string[]): FrontendClaim[] {
     const out: FrontendClaim[] = [];
-    for (const plan of plans) {
+    for (let i = 0; i < plans.length; i++) {
+      const plan = plans[i] as ServicePortPlan;
       const proto = PROTOCOL_NUMBERS[plan.protocol];
-      const key = planKey(plan);
+      const key = keys[i] as string;
       for (const fe of plan.frontends) {
         let flags = fe.scope === 'external' ? FE_F_EXTERNAL : 0;
         if (fe.kind === 'LoadBalancer' && plan.sourceRanges.length > 0) flags |= FE_F_SOURCE_RANGES;

@@ -10,7 +10,7 @@ export const MAX_READERS = 16;
 export const HEADER = {
   size: 128,
   magic: 0, version: 4, imageSize: 8, flowSeed: 12, tableSeed: 16, root: 20, epoch: 24, generation: 28,
-  readers: 64,
+  routesOff: 32, routesLen: 36, readers: 64,
 } as const;
 
 export const ROOT = {

@@ -106,6 +106,13 @@ export class ImageView {
   get clusterSeed(): number { return this.u32(HEADER.flowSeed); }
   get tableSeed(): number { return this.u32(HEADER.tableSeed); }
   get generation(): number { return this.u32(HEADER.generation); }
+  /** The Ingress routes section (offset and length in the image; length 0 when there is none). */
+  get routes(): { off: number; len: number } {
+    const off = this.u32(HEADER.routesOff);
+    const len = this.u32(HEADER.routesLen);
+    this.checked(off, len, 'routes section');
+    return { off, len };
+  }
   get frontendCapacity(): number { return this.r(ROOT.feCap); }
   get slotCapacity(): number { return this.r(ROOT.slotCap); }
   get nodeName(): string { return this.string(this.r(ROOT.nodeName)); }

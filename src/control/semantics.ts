@@ -3,9 +3,9 @@
 // family, its frontends and the endpoint lists they use. The compiler only encodes plans; every decision
 // about which endpoint may receive which traffic is made here.
 
-import type { EndpointSlice, Service } from '../k8s/types.js';
+import type { Endpoint, EndpointSlice, Service } from '../k8s/types.js';
 import { ZONE_LABEL } from '../k8s/types.js';
-import { type IpFamily, type ParsedCidr, type Protocol, formatIp, isLoopback, parseCidr, parseIp } from '../k8s/net.js';
+import { type IpFamily, type ParsedCidr, type Protocol, formatIp, isLoopback, parseCidr, parseIp, parseIPv4Word } from '../k8s/net.js';
 import { type ClusterState, namespaceOf } from './state.js';
 
 export type FrontendKind = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalIP';
@@ -34,8 +34,8 @@ export interface EndpointInfo {
   terminating: boolean;
   isLocal: boolean;
   nodeName: string;
-  zoneHints: Set<string>;
-  nodeHints: Set<string>;
+  zoneHints: ReadonlySet<string>;
+  nodeHints: ReadonlySet<string>;
 }
 
 export interface PlanBackend {
@@ -98,23 +98,34 @@ export function endpointsByPort(
       for (const ep of slice.endpoints ?? []) {
         const first = ep.addresses[0];
         if (first === undefined) continue;
-        const ip = parseIp(first);
-        if (!ip || ip.family !== family) continue;
-        const address = formatIp(ip.bytes);
-        const c = ep.conditions ?? {};
+        let address: string;
+        let bytes: Uint8Array;
+        const w = parseIPv4Word(first);
+        if (w >= 0) {
+          // A dotted quad (the only text parseIp calls IPv4) that parsed strictly is already canonical.
+          if (family !== 'IPv4') continue;
+          address = first;
+          bytes = v4MappedBytes(w);
+        } else {
+          const ip = parseIp(first);
+          if (!ip || ip.family !== family) continue;
+          address = formatIp(ip.bytes);
+          bytes = ip.bytes;
+        }
+        const c = ep.conditions ?? NO_CONDITIONS;
         // Nil conditions: ready and serving default to true, terminating to false. The docs say a nil
         // serving defers to ready; kube-proxy treats it as true, and we follow kube-proxy.
         const info: EndpointInfo = {
           address,
-          bytes: ip.bytes,
+          bytes,
           port: port.port,
           ready: c.ready === undefined || c.ready === null || c.ready,
           serving: c.serving === undefined || c.serving === null || c.serving,
           terminating: c.terminating === true,
           isLocal: ep.nodeName !== undefined && ep.nodeName === nodeName,
           nodeName: ep.nodeName ?? '',
-          zoneHints: new Set((ep.hints?.forZones ?? []).map((z) => z.name)),
-          nodeHints: new Set((ep.hints?.forNodes ?? []).map((z) => z.name)),
+          zoneHints: hintSet(ep.hints?.forZones),
+          nodeHints: hintSet(ep.hints?.forNodes),
         };
         // Duplicates (an IP seen in two slices): a non-terminating entry replaces what is there, a
         // terminating one never does (endpointslicecache.go addEndpoints). Slices arrive sorted by name,
@@ -125,6 +136,34 @@ export function endpointsByPort(
     }
   }
   return byPort;
+}
+
+const NO_HINTS: ReadonlySet<string> = new Set();
+const NO_CONDITIONS: NonNullable<Endpoint['conditions']> = {};
+
+/** The 16-byte (IPv4-mapped) form of an IPv4 address given as its 32-bit value, as parseIp makes it. */
+function v4MappedBytes(w: number): Uint8Array {
+  const b = new Uint8Array(16);
+  b[10] = 0xff;
+  b[11] = 0xff;
+  b[12] = w >>> 24;
+  b[13] = (w >>> 16) & 0xff;
+  b[14] = (w >>> 8) & 0xff;
+  b[15] = w & 0xff;
+  return b;
+}
+
+/** Canonical text of `text` if it is an address of `family` (a dotted quad is its own canonical form). */
+function canonicalOfFamily(text: string, family: IpFamily): string | undefined {
+  if (parseIPv4Word(text) >= 0) return family === 'IPv4' ? text : undefined;
+  const p = parseIp(text);
+  return p && p.family === family ? formatIp(p.bytes) : undefined;
+}
+
+/** The names of a hints list; one shared empty set for the usual endpoint without hints. */
+function hintSet(hints: readonly { name: string }[] | undefined): ReadonlySet<string> {
+  if (!hints || hints.length === 0) return NO_HINTS;
+  return new Set(hints.map((h) => h.name));
 }
 
 type TopologyMode = '' | 'PreferSameZone' | 'PreferSameNode';
@@ -198,16 +237,19 @@ export function categorizeEndpoints(endpoints: readonly EndpointInfo[], policy: 
 }
 
 function toBackends(eps: readonly EndpointInfo[]): PlanBackend[] {
-  return eps
-    .map((ep) => ({
-      address: ep.address,
-      bytes: ep.bytes,
-      port: ep.port,
-      state: (ep.ready ? 'active' : 'terminating') as BackendState,
-      isLocal: ep.isLocal,
-      nodeName: ep.nodeName,
-    }))
-    .sort(compareBackends);
+  const out = eps.map((ep) => ({
+    address: ep.address,
+    bytes: ep.bytes,
+    port: ep.port,
+    state: (ep.ready ? 'active' : 'terminating') as BackendState,
+    isLocal: ep.isLocal,
+    nodeName: ep.nodeName,
+  }));
+  // Slices usually list endpoints in order already; sort only when they are not.
+  for (let i = 1; i < out.length; i++) {
+    if (compareBackends(out[i - 1] as PlanBackend, out[i] as PlanBackend) > 0) return out.sort(compareBackends);
+  }
+  return out;
 }
 
 /** Backends are ordered by address bytes then port, so every node encodes identical lists. */
@@ -221,17 +263,18 @@ function clusterIpOfFamily(svc: Service, family: IpFamily): string | undefined {
   const spec = svc.spec ?? {};
   const ips = spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
   for (const ip of ips) {
-    const p = parseIp(ip);
-    if (p && p.family === family) return formatIp(p.bytes);
+    const canonical = canonicalOfFamily(ip, family);
+    if (canonical !== undefined) return canonical;
   }
   return undefined;
 }
 
 function addressesOfFamily(list: readonly string[] | undefined, family: IpFamily): string[] {
+  if (!list || list.length === 0) return [];
   const out = new Set<string>();
-  for (const text of list ?? []) {
-    const p = parseIp(text);
-    if (p && p.family === family) out.add(formatIp(p.bytes));
+  for (const text of list) {
+    const canonical = canonicalOfFamily(text, family);
+    if (canonical !== undefined) out.add(canonical);
   }
   return [...out];
 }

@@ -3,6 +3,7 @@
 // an object the API server would have refused.
 
 import { validateObject } from '../k8s/validate.js';
+import { IngressStore, type IngressKindName } from '../ingress/state.js';
 import {
   type EndpointSlice,
   type Node,
@@ -13,7 +14,7 @@ import {
   objectRef,
 } from '../k8s/types.js';
 
-export type Kind = 'Service' | 'EndpointSlice' | 'Node';
+export type Kind = 'Service' | 'EndpointSlice' | 'Node' | IngressKindName;
 
 export interface ApplyResult {
   errors: ValidationError[];
@@ -22,6 +23,8 @@ export interface ApplyResult {
   changedServices: Set<string>;
   /** True when a Node object changed (node addresses feed every NodePort frontend). */
   nodesChanged: boolean;
+  /** True when an Ingress or IngressClass changed (the routes are rebuilt). */
+  ingressChanged: boolean;
 }
 
 const SUPPORTED: Record<string, Kind> = {
@@ -29,6 +32,10 @@ const SUPPORTED: Record<string, Kind> = {
   'discovery.k8s.io/v1/EndpointSlice': 'EndpointSlice',
   'v1/Node': 'Node',
 };
+
+function emptyResult(): ApplyResult {
+  return { errors: [], notes: [], changedServices: new Set(), nodesChanged: false, ingressChanged: false };
+}
 
 export function namespaceOf(obj: { metadata: { namespace?: string } }): string {
   return obj.metadata.namespace || 'default';
@@ -39,13 +46,21 @@ export class ClusterState {
   /** Slices by 'ns/sliceName': kube-proxy keeps slices by name, an update replaces, a delete removes. */
   readonly slices = new Map<string, EndpointSlice>();
   readonly nodes = new Map<string, Node>();
+  /** Ingresses and IngressClasses (routing: src/ingress). */
+  readonly ingress = new IngressStore();
   /** 'ns/service' -> slice keys, so that a service's slices are found without scanning them all. */
   private readonly sliceKeysByService = new Map<string, Set<string>>();
 
   /** Validates and stores each object; invalid ones are reported and skipped, the rest still apply. */
   apply(objects: readonly unknown[]): ApplyResult {
-    const result: ApplyResult = { errors: [], notes: [], changedServices: new Set(), nodesChanged: false };
+    const result = emptyResult();
     for (const obj of objects) {
+      if (IngressStore.handles(obj)) {
+        const errors = this.ingress.apply(obj);
+        result.errors.push(...errors);
+        if (errors.length === 0) result.ingressChanged = true;
+        continue;
+      }
       const o = obj as { apiVersion?: unknown; kind?: unknown } | null;
       const kind = o && typeof o === 'object' ? SUPPORTED[`${String(o.apiVersion)}/${String(o.kind)}`] : undefined;
       if (!kind) {
@@ -65,9 +80,11 @@ export class ClusterState {
 
   /** Removes one object; returns what changed (nothing when it was not there). */
   delete(kind: Kind, namespace: string, name: string): ApplyResult {
-    const result: ApplyResult = { errors: [], notes: [], changedServices: new Set(), nodesChanged: false };
+    const result = emptyResult();
     const ns = namespace || 'default';
-    if (kind === 'Service') {
+    if (kind === 'Ingress' || kind === 'IngressClass') {
+      result.ingressChanged = this.ingress.delete(kind, ns, name);
+    } else if (kind === 'Service') {
       if (this.services.delete(`${ns}/${name}`)) result.changedServices.add(`${ns}/${name}`);
     } else if (kind === 'EndpointSlice') {
       const key = `${ns}/${name}`;

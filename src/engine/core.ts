@@ -11,6 +11,8 @@
 import { readFileSync } from 'node:fs';
 import { FLOW, RESULT, AFFINITY_ENTRY_SIZE, CTX_SIZE, STRUCT_SIZES } from '../compile/layout.js';
 import type { ImageMemory } from '../compile/image.js';
+import type { RouterHost } from '../ingress/route.js';
+import { ROUTE_STRUCT_SIZES } from '../ingress/layout.js';
 
 /** What an engine provides: the C core's exports and its memory (WebAssembly.Memory or an equivalent). */
 export interface CoreExports {
@@ -22,6 +24,10 @@ export interface CoreExports {
   sp_select_batch(ctx: number, flows: number, results: number, count: number, now: number): number;
   sp_ctx_quiesce(ctx: number): void;
   sp_hash20(ptr: number, seed: number): number;
+  sp_routes_attach(ctx: number, off: number, len: number): number;
+  sp_routes_detach(ctx: number): void;
+  sp_route(ctx: number, req: number, res: number): number;
+  sp_route_sizeof(which: number): number;
   sp_heap_base(): number;
   sp_abi_version(): number;
   sp_sizeof(which: number): number;
@@ -82,6 +88,8 @@ export interface ReaderHandle {
   imageBase: number;
 }
 
+/** Scratch the Ingress router needs: context, request, host and path (routerScratchSize checks per section). */
+const ROUTER_SCRATCH = 65536;
 const READER_AFFINITY = 4096;
 const READER_BATCH = 1024;
 const READER_STACK = 65536;
@@ -109,6 +117,7 @@ export class Core implements ImageMemory {
   private readonly ctx: number;
   private readonly scratch: number; // one flow + one result, for single selects and hashing
   private readonly batchPtr: number;
+  private readonly routerScratch: number;
   readonly batchCapacity: number;
   /** Offset of the image arena: everything from here to the end of memory belongs to the image. */
   readonly imageBase: number;
@@ -121,6 +130,9 @@ export class Core implements ImageMemory {
     for (let i = 0; i < STRUCT_SIZES.length; i++) {
       if (this.x.sp_sizeof(i) !== STRUCT_SIZES[i]) throw new CoreError(`core ABI mismatch: struct ${i} is ${this.x.sp_sizeof(i)} bytes in C, ${STRUCT_SIZES[i]} in TypeScript`);
     }
+    ROUTE_STRUCT_SIZES.forEach((size, i) => {
+      if (this.x.sp_route_sizeof(i) !== size) throw new CoreError(`core ABI mismatch: routes struct ${i} is ${this.x.sp_route_sizeof(i)} bytes in C, ${size} in TypeScript`);
+    });
     let cap = 1;
     while (cap < (opts.affinityCapacity ?? 65536)) cap *= 2;
     this.batchCapacity = opts.batchCapacity ?? 4096;
@@ -128,7 +140,8 @@ export class Core implements ImageMemory {
     const affinity = align8(this.ctx + CTX_SIZE);
     this.scratch = align8(affinity + cap * AFFINITY_ENTRY_SIZE);
     this.batchPtr = align8(this.scratch + FLOW.size + RESULT.size + 32);
-    let end = align8(this.batchPtr + this.batchCapacity * (FLOW.size + RESULT.size));
+    this.routerScratch = align8(this.batchPtr + this.batchCapacity * (FLOW.size + RESULT.size));
+    let end = this.routerScratch + ROUTER_SCRATCH;
     for (let index = 0; index < (opts.readers ?? 0); index++) {
       if (!sharedMemory) throw new CoreError('reader threads need the shared-memory core');
       // ctx, affinity table, batch (flows then results), then a stack of its own: the shared memory is
@@ -183,6 +196,11 @@ export class Core implements ImageMemory {
   hash20(key: Uint8Array, seed: number): number {
     this.memory.set(key.subarray(0, 20), this.scratch);
     return this.x.sp_hash20(this.scratch, seed) >>> 0;
+  }
+
+  /** What the Ingress router borrows: the route exports, the memory and its scratch area. */
+  routerHost(): RouterHost {
+    return { exports: this.x, memory: () => this.memory, scratchOffset: this.routerScratch, scratchSize: ROUTER_SCRATCH };
   }
 
   /** What reader thread `index` needs to attach (createWasmCore with `readers`). */

@@ -6,6 +6,9 @@ import { type ApplyResult, ClusterState, type Kind } from '../control/state.js';
 import { type NodeContext, type ServicePortPlan, nodeContext, planCluster, planService } from '../control/semantics.js';
 import { BufferMemory, ImageWriter, type ImageOptions } from '../compile/image.js';
 import { ImageView, type BackendView, type ListView } from '../compile/view.js';
+import { IngressRouter } from '../ingress/route.js';
+import { RoutesView } from '../ingress/view.js';
+import { buildRoutes } from '../ingress/index.js';
 import {
   DEFAULT_CLUSTER_SEED, FLOW, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
   R_AFFINITY, VERDICTS, type Verdict,
@@ -32,6 +35,8 @@ export interface DataplaneOptions {
   podCIDRs?: string[];
   /** Capacity of the ClientIP affinity table (entries). Default 65536. */
   affinityCapacity?: number;
+  /** The IngressClass served; default: the cluster's default IngressClass (annotation). */
+  ingressClass?: string;
   /**
    * Reader threads (1..16) that will read the tables over shared memory while this dataplane updates
    * them (readerHandle(i) -> new TableReader(handle) in a worker). Uses the shared-memory wasm build.
@@ -64,6 +69,28 @@ export interface Selection {
   localSource?: boolean;
   maglevSlot?: number;
   backendState?: 'active' | 'terminating';
+}
+
+export interface RouteRequestOptions {
+  /** The Host header (':port' ignored, case-insensitive). */
+  host?: string;
+  /** The request path ('?query' ignored, case-sensitive). */
+  path: string;
+  /** The client, for the L4 selection behind the route (affinity, Maglev); default 0.0.0.0:0. */
+  src?: string;
+  sport?: number;
+  now?: number;
+}
+
+/** route(): the Ingress decision, then the pod the Service's L4 selection picks. */
+export interface RouteSelection {
+  status: 200 | 404 | 503;
+  ingress?: string;
+  service?: string;
+  port?: number;
+  backend?: { address: string; port: number };
+  /** Why 404 or 503. */
+  reason?: string;
 }
 
 export interface ApplyReport {
@@ -142,6 +169,7 @@ export class Selector {
   readonly engine: EngineKind;
   readonly engineReason: string;
   protected readonly core: Core;
+  protected readonly router: IngressRouter;
   private loaded: ImageView | undefined;
   private readonly flowBuf = new Uint8Array(FLOW.size);
 
@@ -154,6 +182,7 @@ export class Selector {
     this.core = resolved.core;
     this.engine = resolved.engine;
     this.engineReason = resolved.reason;
+    this.router = new IngressRouter(this.core.routerHost());
   }
 
   /** Attaches a compiled image (e.g. from `svcplane compile`); throws ImageError/CoreError when malformed. */
@@ -161,6 +190,54 @@ export class Selector {
     const view = new ImageView(bytes.slice());
     this.core.loadImage(bytes);
     this.loaded = view;
+    this.attachRoutes(view.routes);
+  }
+
+  /** Attaches the image's Ingress routes section (already in core memory at imageBase + off). */
+  protected attachRoutes(section: { off: number; len: number }): void {
+    if (section.len === 0) {
+      this.router.detach();
+      return;
+    }
+    const at = this.core.imageBase + section.off;
+    this.router.attach(this.core.memory.slice(at, at + section.len), at, { copy: false });
+  }
+
+  /** The attached Ingress routes (for `dump ... ingress`), or undefined when the image has none. */
+  get routes(): RoutesView | undefined {
+    return this.router.view;
+  }
+
+  /**
+   * Routes an HTTP request by the Ingress rules (host, then longest path), then picks the pod with the
+   * Service's L4 selection: 200 with a backend; 404 when nothing matches and there is no default backend;
+   * 503 when the backend names a missing Service or port, or the Service has no usable endpoint.
+   */
+  route(req: RouteRequestOptions): RouteSelection {
+    const r = this.router.route({ host: req.host, path: req.path });
+    const out: RouteSelection = { status: r.status };
+    if (r.ingress !== undefined) out.ingress = r.ingress;
+    if (r.service !== undefined) out.service = r.service;
+    if (r.port !== undefined) out.port = r.port;
+    if (r.status === 404) out.reason = this.router.view ? 'no rule matches and there is no default backend' : 'no Ingress routes';
+    if (r.status !== 200 || !r.frontend) {
+      if (r.reason !== undefined) out.reason = r.reason;
+      return out;
+    }
+    const sel = this.select({
+      protocol: (r.frontend.protocol as Protocol) || 'TCP',
+      src: req.src ?? '0.0.0.0',
+      sport: req.sport ?? 0,
+      dst: r.frontend.address,
+      dport: r.frontend.port,
+      now: req.now,
+    });
+    if (sel.verdict === 'forward' && sel.backend) out.backend = sel.backend;
+    else {
+      out.status = 503;
+      out.reason = `Service ${r.service ?? ''} port ${r.port ?? ''}: ${sel.reason}`;
+    }
+    return out;
   }
 
   /** Read-only view of the tables being served (do not keep it across changes). */
@@ -259,6 +336,14 @@ export class Dataplane extends Selector {
     this.core.attach(this.writer.size);
   }
 
+  /** The routes section for the current Ingresses and Services, or undefined when there are no Ingresses. */
+  private compileRoutes(): { bytes: Uint8Array | undefined; notes: Note[] } {
+    if (this.state.ingress.ingresses.size === 0) return { bytes: undefined, notes: [] };
+    const r = buildRoutes(this.state.ingress, this.state.services, { ingressClass: this.opts.ingressClass, seed: this.imageOptions.tableSeed });
+    return { bytes: r.bytes, notes: r.notes };
+  }
+
+
   /** The node the tables are built for, as resolved from options and the Node object. */
   get nodeContext(): NodeContext {
     return nodeContext(this.state, this.opts.node, this.opts.nodeAddresses, this.opts.zone, this.opts.podCIDRs);
@@ -276,7 +361,7 @@ export class Dataplane extends Selector {
   override get image(): Uint8Array {
     const mem = new BufferMemory();
     const w = new ImageWriter(mem, 0, this.imageOptions);
-    w.build(planCluster(this.state, this.node), this.node);
+    w.build(planCluster(this.state, this.node), this.node, this.compileRoutes().bytes);
     return mem.bytes().slice(0, w.size);
   }
 
@@ -313,6 +398,13 @@ export class Dataplane extends Selector {
       notes.push(...this.writer.setNode(node, all));
     } else {
       for (const key of [...r.changedServices].sort()) notes.push(...this.writer.update(key, this.plansOf(key)));
+    }
+    // Routes resolve Service ports to ClusterIPs, so Service changes rebuild them too (when there are any).
+    if (r.ingressChanged || (r.changedServices.size > 0 && this.state.ingress.ingresses.size > 0)) {
+      const routes = this.compileRoutes();
+      notes.push(...routes.notes);
+      this.writer.setRoutes(routes.bytes);
+      this.attachRoutes(this.writer.routesSection);
     }
     this.lastReport = { errors: r.errors, notes };
   }

@@ -5,7 +5,8 @@
 // would allocate (clusterIP, nodePort) may be absent. Input is untyped JSON: a value of the wrong type is
 // reported at its path and never throws.
 
-import { isLoopback, isV4Mapped, parseCidr, parseIp, type IpFamily } from './net.js';
+import { isIngressKind, validateIngress } from './validate-ingress.js';
+import { isLoopback, isV4Mapped, parseCidr, parseIp, parseIPv4Word, type IpFamily } from './net.js';
 import { objectRef, SERVICE_NAME_LABEL, type ValidationError } from './types.js';
 
 type Obj = Record<string, unknown>;
@@ -30,8 +31,9 @@ const MAX_ENDPOINT_ADDRESSES = 100;
 const MAX_SLICE_PORTS = 20000;
 const MAX_HINTS = 8;
 
-/** Validates one object; [] when it is valid or is not a v1 Service, discovery.k8s.io/v1 EndpointSlice or v1 Node. */
+/** Validates one object; [] when it is valid or is not a Service, EndpointSlice, Node, Ingress or IngressClass. */
 export function validateObject(obj: unknown): ValidationError[] {
+  if (isIngressKind(obj)) return validateIngress(obj);
   if (!isObj(obj)) return [];
   const e = new Errors(objectRef(obj));
   if (obj.apiVersion === 'v1' && obj.kind === 'Service') validateService(e, obj);
@@ -326,13 +328,62 @@ function validateEndpointSlice(e: Errors, obj: Obj): void {
 
   const endpoints = readArray(e, obj.endpoints, 'endpoints') ?? [];
   if (endpoints.length > MAX_SLICE_ENDPOINTS) e.add('endpoints', tooMany(endpoints.length, MAX_SLICE_ENDPOINTS));
-  endpoints.forEach((item, i) => validateEndpoint(e, item, `endpoints[${i}]`, addressType));
+  endpoints.forEach((item, i) => {
+    // Most endpoints are plain and valid; only the others are walked with field paths (same errors).
+    if (!plainValidEndpoint(item, addressType)) validateEndpoint(e, item, `endpoints[${i}]`, addressType);
+  });
 
   const ports = readArray(e, obj.ports, 'ports') ?? [];
   if (ports.length > MAX_SLICE_PORTS) e.add('ports', tooMany(ports.length, MAX_SLICE_PORTS));
   const names = new Set<string>();
   ports.forEach((item, i) => validateEndpointPort(e, item, `ports[${i}]`, names));
 }
+
+/**
+ * True only when validateEndpoint would report nothing for `raw`, decided without building field paths or
+ * parsing into objects: addresses, conditions, hostname, nodeName, zone and targetRef of the usual shapes,
+ * no hints. Anything else returns false and goes through validateEndpoint, which reports exactly.
+ */
+function plainValidEndpoint(raw: unknown, addressType: AddressType | undefined): boolean {
+  if (!isObj(raw)) return false;
+  const addresses = raw.addresses;
+  if (!Array.isArray(addresses) || addresses.length === 0 || addresses.length > MAX_ENDPOINT_ADDRESSES) return false;
+  for (const address of addresses) {
+    if (typeof address !== 'string') return false;
+    // The common case without allocating: a dotted quad in an IPv4 slice that is not a special address.
+    if (addressType === 'IPv4') {
+      const w = parseIPv4Word(address);
+      if (w >= 0 && specialIPv4Reason(w) === undefined) continue;
+    }
+    if (endpointAddress(address, addressType) !== undefined) return false;
+  }
+  const conditions = raw.conditions;
+  if (!absent(conditions)) {
+    if (!isObj(conditions)) return false;
+    for (const key of CONDITION_KEYS) {
+      const v = conditions[key];
+      if (!absent(v) && typeof v !== 'boolean') return false;
+    }
+  }
+  const hostname = raw.hostname;
+  if (!absent(hostname) && (typeof hostname !== 'string' || dnsLabel(hostname) !== undefined)) return false;
+  const nodeName = raw.nodeName;
+  if (!absent(nodeName) && (typeof nodeName !== 'string' || dnsSubdomain(nodeName) !== undefined)) return false;
+  if (!absent(raw.zone) && typeof raw.zone !== 'string') return false;
+  if (!absent(raw.hints)) return false;
+  const targetRef = raw.targetRef;
+  if (!absent(targetRef)) {
+    if (!isObj(targetRef)) return false;
+    for (const key of TARGET_REF_KEYS) {
+      const v = targetRef[key];
+      if (!absent(v) && typeof v !== 'string') return false;
+    }
+  }
+  return true;
+}
+
+const CONDITION_KEYS = ['ready', 'serving', 'terminating'] as const;
+const TARGET_REF_KEYS = ['kind', 'name', 'namespace'] as const;
 
 function validateEndpoint(e: Errors, raw: unknown, path: string, addressType: AddressType | undefined): void {
   const endpoint = readObject(e, raw ?? {}, path);
@@ -348,7 +399,7 @@ function validateEndpoint(e: Errors, raw: unknown, path: string, addressType: Ad
   addresses?.forEach((address, i) => e.add(`${addressesPath}[${i}]`, endpointAddress(address, addressType)));
 
   const conditions = readObject(e, endpoint.conditions, `${path}.conditions`);
-  for (const key of ['ready', 'serving', 'terminating']) readBool(e, conditions?.[key], `${path}.conditions.${key}`);
+  for (const key of CONDITION_KEYS) readBool(e, conditions?.[key], `${path}.conditions.${key}`);
 
   const hostname = readString(e, endpoint.hostname, `${path}.hostname`);
   if (hostname !== undefined) e.add(`${path}.hostname`, dnsLabel(hostname));
@@ -361,7 +412,7 @@ function validateEndpoint(e: Errors, raw: unknown, path: string, addressType: Ad
   validateHints(e, hints?.forNodes, `${path}.hints.forNodes`, dnsSubdomain);
 
   const targetRef = readObject(e, endpoint.targetRef, `${path}.targetRef`);
-  for (const key of ['kind', 'name', 'namespace']) readString(e, targetRef?.[key], `${path}.targetRef.${key}`);
+  for (const key of TARGET_REF_KEYS) readString(e, targetRef?.[key], `${path}.targetRef.${key}`);
 }
 
 /** hints.forZones / hints.forNodes: at most 8 entries, each { name } non-empty, valid and unique. */
@@ -404,8 +455,9 @@ function endpointAddress(address: string, addressType: AddressType | undefined):
       const ip = parseIp(address);
       // IPv4-mapped IPv6 text is an IPv4 address to the API server (Go's To4).
       const family: IpFamily | undefined = ip && (isV4Mapped(ip.bytes) ? 'IPv4' : ip.family);
-      if (family !== addressType) return `must be a valid ${addressType} address, got ${show(address)}`;
-      return nonSpecialIp(address);
+      if (!ip || family !== addressType) return `must be a valid ${addressType} address, got ${show(address)}`;
+      const reason = specialReason(ip.bytes);
+      return reason && `may not be ${reason}, got ${show(address)}`;
     }
     case 'FQDN':
       return dnsSubdomain(address);
@@ -535,21 +587,39 @@ function cidr(s: string): string | undefined {
 function nonSpecialIp(s: string): string | undefined {
   const ip = parseIp(s);
   if (!ip) return undefined;
-  const b = ip.bytes;
-  let reason: string | undefined;
-  if (isV4Mapped(b)) {
-    const [a, c, d] = [b[12], b[13], b[14]];
-    if (b.subarray(12).every((x) => x === 0)) reason = 'unspecified';
-    else if (a === 169 && c === 254) reason = 'link-local (169.254.0.0/16, fe80::/10)';
-    else if (a === 224 && c === 0 && d === 0) reason = 'link-local multicast (224.0.0.0/24, ff02::/16)';
-  } else {
-    const [a, c] = [b[0] as number, b[1] as number];
-    if (b.every((x) => x === 0)) reason = 'unspecified';
-    else if (a === 0xfe && (c & 0xc0) === 0x80) reason = 'link-local (169.254.0.0/16, fe80::/10)';
-    else if (a === 0xff && (c & 0x0f) === 0x02) reason = 'link-local multicast (224.0.0.0/24, ff02::/16)';
-  }
-  if (!reason && isLoopback(b)) reason = 'loopback (127.0.0.0/8, ::1/128)';
+  const reason = specialReason(ip.bytes);
   return reason && `may not be ${reason}, got ${show(s)}`;
+}
+
+const UNSPECIFIED = 'unspecified';
+const LINK_LOCAL = 'link-local (169.254.0.0/16, fe80::/10)';
+const LINK_LOCAL_MULTICAST = 'link-local multicast (224.0.0.0/24, ff02::/16)';
+const LOOPBACK = 'loopback (127.0.0.0/8, ::1/128)';
+
+/** Why an address (16 bytes) is special, or undefined. */
+function specialReason(b: Uint8Array): string | undefined {
+  if (isV4Mapped(b)) {
+    return specialIPv4Reason((((b[12] as number) << 24) | ((b[13] as number) << 16) | ((b[14] as number) << 8) | (b[15] as number)) >>> 0);
+  }
+  const a = b[0] as number;
+  const c = b[1] as number;
+  let zero = true;
+  for (let i = 0; i < 16; i++) if (b[i] !== 0) zero = false;
+  if (zero) return UNSPECIFIED;
+  if (a === 0xfe && (c & 0xc0) === 0x80) return LINK_LOCAL;
+  if (a === 0xff && (c & 0x0f) === 0x02) return LINK_LOCAL_MULTICAST;
+  return isLoopback(b) ? LOOPBACK : undefined;
+}
+
+/** specialReason for an IPv4 address as its 32-bit value. */
+function specialIPv4Reason(w: number): string | undefined {
+  const a = w >>> 24;
+  const c = (w >>> 16) & 0xff;
+  const d = (w >>> 8) & 0xff;
+  if (w === 0) return UNSPECIFIED;
+  if (a === 169 && c === 254) return LINK_LOCAL;
+  if (a === 224 && c === 0 && d === 0) return LINK_LOCAL_MULTICAST;
+  return a === 127 ? LOOPBACK : undefined;
 }
 
 // ---- typed readers: absent (undefined or null) gives undefined silently, a wrong type is reported ----

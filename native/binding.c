@@ -1,26 +1,30 @@
-/* svcplane native engine: the C core of wasm/core.c compiled natively, behind a small Node-API binding.
+/* svcplane native engine: the C core (wasm/core.c, wasm/ingress.c) compiled natively, behind a small
+ * Node-API binding.
  *
  * The TypeScript side (src/engine/core.ts, class Core) drives this exactly as it drives the WebAssembly
  * module: it lays everything out at 32-bit offsets in one memory and calls the core's exports with
  * plain numbers. So this file provides, per instance:
  *
- *   - the memory: one address-space reservation made once (so its base never moves: the core keeps
- *     absolute pointers into the attached image and the affinity table), committed page by page as JS
- *     grows it, and seen from JS as an external ArrayBuffer over the same bytes (no copies per call);
- *     `grow(pages)` has WebAssembly.Memory semantics: it returns the old page count, detaches the old
- *     ArrayBuffer, and `buffer()` then returns a new one over the same base;
- *   - the core's exports as functions of uint32 arguments that return what the wasm export returns
- *     (an int32 JS number, or undefined for void): one Node-API call per batch.
+ *   - the memory: one address-space reservation made once, so its base never moves (ArrayBuffers handed
+ *     to JS stay valid, and nothing derived from the base goes stale), committed as JS grows it, and
+ *     seen from JS as an external ArrayBuffer over the same bytes (no copies per call); `grow(pages)`
+ *     has WebAssembly.Memory semantics: it returns the old page count and detaches the old ArrayBuffer,
+ *     and `buffer()` then returns a new one over the same base;
+ *   - the core's exports, as functions of uint32 arguments returning what the wasm export returns (an
+ *     int32 JS number, or undefined for void): one Node-API call per batch.
  *
- * Instances. The core keeps its state in file-scope statics (the attached image, the affinity table)
- * and reads its memory through the platform globals sp_mem_base/sp_mem_len. Rather than limit the
- * process to one live core, the binding keeps a copy of that state per instance and swaps it in when a
- * call reaches a different instance than the last one (a pointer compare per call; a ~100-byte copy on a
- * switch). The statics to swap are listed in SP_CORE_STATE below: a static added to the core must be
- * added there (test/native.test.ts compares the list with the core's symbols). All calls take one
- * process-wide mutex, so instances may also live in worker threads (calls are then serialised).
+ * The reservation is PROT_NONE + MAP_NORESERVE and grow() mprotects the new pages read/write: nothing is
+ * committed before it is used (this also works under strict overcommit, where a 4 GiB read/write
+ * mapping would be refused), and a stray access past the current size faults instead of reading zeros.
  *
- * Adding a core export is one line in SP_CORE_EXPORTS (every argument is a u32, as in the wasm ABI).
+ * Instances. The core keeps all its state in host-provided contexts in core memory (wasm/core.c: "no
+ * mutable globals"), so instances share nothing but the platform globals sp_mem_base/sp_mem_len through
+ * which the core reaches its memory: every call sets them to its instance's memory. A static added to a
+ * core file would be shared by all instances (test/native.test.ts fails on one). Calls take one
+ * process-wide mutex around that, so instances may also live in worker threads (their calls are then
+ * serialised; an uncontended lock costs ~20 ns per call, per batch not per flow).
+ *
+ * The tables (core files and their exports) are in native/exports.h: adding an export is one line there.
  */
 #define _DEFAULT_SOURCE 1
 #define _DARWIN_C_SOURCE 1
@@ -29,82 +33,39 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-/* The core itself, compiled into this translation unit (so its statics are reachable for swapping). */
-#include "../wasm/core.c"
+#include "exports.h"
 
 #define NB_BINDING_VERSION 1
 #define NB_PAGE 65536ull
 #define NB_HUGE_ALIGN (2ull << 20)
-
-/* ---- the table of core exports: name, argument count, return kind (num: int32 like wasm; void) ---- */
-
-#define SP_CORE_EXPORTS(X)             \
-  X(sp_attach, 2, num)                 \
-  X(sp_detach, 0, void)                \
-  X(sp_affinity_init, 3, num)          \
-  X(sp_select_batch, 4, num)           \
-  X(sp_hash20, 2, num)                 \
-  X(sp_heap_base, 0, num)              \
-  X(sp_abi_version, 0, num)            \
-  X(sp_sizeof, 1, num)
-
-#define NB_MAX_ARGS 8
-
-/* ---- the core's mutable statics, swapped per instance ---- */
-
-#define SP_CORE_STATE(X) X(img) X(aff)
-
-struct core_state {
-#define NB_FIELD(v) __typeof__(v) v;
-  SP_CORE_STATE(NB_FIELD)
-#undef NB_FIELD
-};
-
-static void state_save(struct core_state *s) {
-#define NB_SAVE(v) memcpy(&s->v, &v, sizeof v);
-  SP_CORE_STATE(NB_SAVE)
-#undef NB_SAVE
-}
-
-static void state_load(const struct core_state *s) {
-#define NB_LOAD(v) memcpy(&v, &s->v, sizeof v);
-  SP_CORE_STATE(NB_LOAD)
-#undef NB_LOAD
-}
 
 /* The platform layer's memory (wasm/platform.h): the active instance's. */
 u8 *sp_mem_base;
 u64 sp_mem_len;
 
 struct instance {
-  u8 *map;          /* the mapping, for munmap */
+  u8 *map;             /* the mapping, for munmap */
   u64 map_len;
-  u8 *base;         /* offset 0 of core memory (2 MiB aligned) */
-  u64 reserved;     /* bytes usable from base */
-  u64 len;          /* bytes committed and visible (a multiple of 64 KiB) */
-  u32 refs;         /* JS objects that point here: the functions and the live ArrayBuffers */
-  napi_ref buffer;  /* weak: the current ArrayBuffer, detached on grow */
-  u64 buffer_len;   /* its length */
-  struct core_state state;
+  u8 *base;            /* offset 0 of core memory (2 MiB aligned, for huge pages) */
+  u64 reserved;        /* bytes usable from base */
+  u64 len;             /* bytes committed and visible (a multiple of 64 KiB) */
+  u32 refs;            /* JS objects that point here: the functions and the live ArrayBuffers */
+  napi_ref buffer;     /* weak: the current ArrayBuffer, detached on grow */
+  u64 buffer_len;      /* its length */
 };
 
 static pthread_mutex_t nb_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct instance *nb_active;      /* whose state the core's statics hold */
-static struct core_state nb_pristine;   /* the statics as the core starts: a new instance's state */
-static int nb_pristine_taken;
+static struct instance *nb_active; /* whose memory sp_mem_base/sp_mem_len point at */
 
 static void activate(struct instance *in) {
-  if (nb_active != in) {
-    if (nb_active) state_save(&nb_active->state);
-    state_load(&in->state);
-    nb_active = in;
-  }
+  nb_active = in;
   sp_mem_base = in->base;
   sp_mem_len = in->len;
 }
@@ -119,7 +80,7 @@ static void release(struct instance *in) {
   }
   pthread_mutex_unlock(&nb_lock);
   if (last) {
-    munmap(in->map, in->map_len);
+    munmap(in->map, (size_t)in->map_len);
     free(in);
   }
 }
@@ -148,19 +109,19 @@ static napi_value throw_range(napi_env env, const char *msg) {
   return NULL;
 }
 
-#define NB_CHECK(env, call)                                                              \
-  do {                                                                                   \
-    if ((call) != napi_ok) {                                                             \
-      const napi_extended_error_info *nb_info = NULL;                                    \
-      napi_get_last_error_info((env), &nb_info);                                         \
-      bool nb_pending = false;                                                                \
-      napi_is_exception_pending((env), &nb_pending);                                     \
-      if (!nb_pending)                                                                   \
-        napi_throw_error((env), "ERR_SVCPLANE_NATIVE",                                   \
-                         nb_info && nb_info->error_message ? nb_info->error_message      \
-                                                           : "Node-API call failed: " #call); \
-      return NULL;                                                                       \
-    }                                                                                    \
+#define NB_CHECK(env, call)                                                                      \
+  do {                                                                                           \
+    if ((call) != napi_ok) {                                                                     \
+      const napi_extended_error_info *nb_info = NULL;                                            \
+      napi_get_last_error_info((env), &nb_info);                                                 \
+      bool nb_pending = false;                                                                   \
+      napi_is_exception_pending((env), &nb_pending);                                             \
+      if (!nb_pending)                                                                           \
+        napi_throw_error((env), "ERR_SVCPLANE_NATIVE",                                           \
+                         nb_info && nb_info->error_message ? nb_info->error_message              \
+                                                           : "Node-API call failed: " #call);     \
+      return NULL;                                                                               \
+    }                                                                                            \
   } while (0)
 
 /* Reads `want` uint32 arguments (ToUint32, as wasm's i32 parameters) and the instance. */
@@ -202,25 +163,27 @@ static int take_args(napi_env env, napi_callback_info info, size_t want, u32 *a,
 #define NB_ARGS_7 a[0], a[1], a[2], a[3], a[4], a[5], a[6]
 #define NB_ARGS_8 a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
 
-#define NB_CALL_num(call) i32 r = (i32)(call);
+#define NB_CALL_i32(call) i32 r = (i32)(call);
+#define NB_CALL_u32(call) i32 r = (i32)(call); /* wasm hands every i32 result to JS signed */
 #define NB_CALL_void(call) call;
-#define NB_RETURN_num                         \
-  napi_value out;                             \
+#define NB_RETURN_i32                             \
+  napi_value out;                                 \
   NB_CHECK(env, napi_create_int32(env, r, &out)); \
   return out;
+#define NB_RETURN_u32 NB_RETURN_i32
 #define NB_RETURN_void return NULL;
 
-#define NB_WRAP(name, n, kind)                                                  \
-  static napi_value nb_##name(napi_env env, napi_callback_info info) {          \
-    u32 a[NB_MAX_ARGS];                                                         \
-    struct instance *in;                                                        \
-    if (!take_args(env, info, n, a, &in, #name)) return NULL;                   \
-    (void)a;                                                                    \
-    pthread_mutex_lock(&nb_lock);                                               \
-    activate(in);                                                               \
-    NB_CALL_##kind(name(NB_ARGS_##n))                                           \
-    pthread_mutex_unlock(&nb_lock);                                             \
-    NB_RETURN_##kind                                                            \
+#define NB_WRAP(name, ret, n)                                          \
+  static napi_value nb_##name(napi_env env, napi_callback_info info) { \
+    u32 a[NB_MAX_ARGS];                                                \
+    struct instance *in;                                               \
+    if (!take_args(env, info, n, a, &in, #name)) return NULL;          \
+    (void)a;                                                           \
+    pthread_mutex_lock(&nb_lock);                                      \
+    activate(in);                                                      \
+    NB_CALL_##ret(name(NB_ARGS_##n))                                   \
+    pthread_mutex_unlock(&nb_lock);                                    \
+    NB_RETURN_##ret                                                    \
   }
 SP_CORE_EXPORTS(NB_WRAP)
 #undef NB_WRAP
@@ -229,10 +192,11 @@ static const struct {
   const char *name;
   napi_callback cb;
 } nb_exports[] = {
-#define NB_ENTRY(name, n, kind) {#name, nb_##name},
+#define NB_ENTRY(name, ret, n) {#name, nb_##name},
     SP_CORE_EXPORTS(NB_ENTRY)
 #undef NB_ENTRY
 };
+#define NB_EXPORT_COUNT (sizeof nb_exports / sizeof nb_exports[0])
 
 /* ---- memory ---- */
 
@@ -319,7 +283,7 @@ static napi_value nb_create(napi_env env, napi_callback_info info) {
   int huge = option_bool(env, argc ? argv[0] : NULL, "hugePages");
 
   static const u64 sizes[] = {4ull << 30, 1ull << 30, 256ull << 20};
-  u8 *map = MAP_FAILED;
+  void *map = MAP_FAILED;
   u64 map_len = 0;
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && map == MAP_FAILED; i++) {
     map_len = sizes[i] + NB_HUGE_ALIGN;
@@ -332,7 +296,7 @@ static napi_value nb_create(napi_env env, napi_callback_info info) {
   }
   struct instance *in = calloc(1, sizeof *in);
   if (!in) {
-    munmap(map, map_len);
+    munmap(map, (size_t)map_len);
     return throw_error(env, "ERR_SVCPLANE_NATIVE_MEMORY", "out of memory");
   }
   in->map = map;
@@ -342,25 +306,18 @@ static napi_value nb_create(napi_env env, napi_callback_info info) {
   in->refs = 1; /* held by this function until the JS objects hold it */
 #ifdef MADV_HUGEPAGE
   if (huge) madvise(in->base, (size_t)in->reserved, MADV_HUGEPAGE);
-#else
-  (void)huge;
 #endif
   if (mprotect(in->base, NB_PAGE, PROT_READ | PROT_WRITE) != 0) {
     release(in);
     return throw_error(env, "ERR_SVCPLANE_NATIVE_MEMORY", "cannot commit core memory");
   }
   in->len = NB_PAGE;
-  pthread_mutex_lock(&nb_lock);
-  in->state = nb_pristine;
-  pthread_mutex_unlock(&nb_lock);
 
-  napi_value obj;
+  napi_value obj, v;
   int ok = napi_create_object(env, &obj) == napi_ok;
-  for (size_t i = 0; ok && i < sizeof nb_exports / sizeof nb_exports[0]; i++)
-    ok = add_function(env, obj, nb_exports[i].name, nb_exports[i].cb, in);
+  for (size_t i = 0; ok && i < NB_EXPORT_COUNT; i++) ok = add_function(env, obj, nb_exports[i].name, nb_exports[i].cb, in);
   ok = ok && add_function(env, obj, "buffer", nb_buffer, in);
   ok = ok && add_function(env, obj, "grow", nb_grow, in);
-  napi_value v;
   ok = ok && napi_get_boolean(env, huge != 0, &v) == napi_ok && napi_set_named_property(env, obj, "hugePages", v) == napi_ok;
   ok = ok && napi_create_double(env, (double)in->reserved, &v) == napi_ok &&
        napi_set_named_property(env, obj, "reservedBytes", v) == napi_ok;
@@ -386,18 +343,6 @@ static napi_value string_array(napi_env env, const char *const *names, size_t n)
   return arr;
 }
 
-static const char *const nb_export_names[] = {
-#define NB_NAME(name, n, kind) #name,
-    SP_CORE_EXPORTS(NB_NAME)
-#undef NB_NAME
-};
-
-static const char *const nb_state_names[] = {
-#define NB_NAME(v) #v,
-    SP_CORE_STATE(NB_NAME)
-#undef NB_NAME
-};
-
 #if defined(__clang__)
 #define NB_COMPILER "clang " __clang_version__
 #elif defined(__GNUC__)
@@ -405,28 +350,27 @@ static const char *const nb_state_names[] = {
 #else
 #define NB_COMPILER "unknown"
 #endif
-
 #ifndef NB_CFLAGS
 #define NB_CFLAGS "unknown"
 #endif
 
 NAPI_MODULE_INIT() {
-  pthread_mutex_lock(&nb_lock);
-  if (!nb_pristine_taken) {
-    state_save(&nb_pristine);
-    nb_pristine_taken = 1;
-  }
-  pthread_mutex_unlock(&nb_lock);
-
   napi_value v;
   NB_CHECK(env, napi_create_function(env, "create", NAPI_AUTO_LENGTH, nb_create, NULL, &v));
   NB_CHECK(env, napi_set_named_property(env, exports, "create", v));
-  v = string_array(env, nb_export_names, sizeof nb_export_names / sizeof nb_export_names[0]);
-  if (!v) return NULL;
+
+  const char *names[NB_EXPORT_COUNT];
+  for (size_t i = 0; i < NB_EXPORT_COUNT; i++) names[i] = nb_exports[i].name;
+  if (!(v = string_array(env, names, NB_EXPORT_COUNT))) return NULL;
   NB_CHECK(env, napi_set_named_property(env, exports, "exports", v));
-  v = string_array(env, nb_state_names, sizeof nb_state_names / sizeof nb_state_names[0]);
-  if (!v) return NULL;
-  NB_CHECK(env, napi_set_named_property(env, exports, "coreState", v));
+  static const char *const units[] = {
+#define NB_UNIT_NAME(u) #u,
+      SP_CORE_UNITS(NB_UNIT_NAME)
+#undef NB_UNIT_NAME
+  };
+  if (!(v = string_array(env, units, sizeof units / sizeof units[0]))) return NULL;
+  NB_CHECK(env, napi_set_named_property(env, exports, "units", v));
+
   NB_CHECK(env, napi_create_uint32(env, NB_BINDING_VERSION, &v));
   NB_CHECK(env, napi_set_named_property(env, exports, "bindingVersion", v));
   NB_CHECK(env, napi_create_uint32(env, SP_VERSION, &v));

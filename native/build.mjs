@@ -28,16 +28,15 @@ const STATUS = join(BUILD, 'status.json');
 const TIMEOUT_MS = 10 * 60 * 1000;
 
 /**
- * Hash of the C sources the addon is compiled from: wasm/*.c and wasm/*.h (the core), native/binding.c
- * and native/binding.gyp. Keep in step with sourceHash() in src/engine/native.ts.
+ * Hash of the C sources the addon is compiled from: wasm/*.c, wasm/*.h (the core), native/*.c,
+ * native/*.h and native/binding.gyp. Keep in step with sourceHash() in src/engine/native.ts.
  */
 export function sourceHash(root = ROOT) {
-  const wasm = join(root, 'wasm');
-  const files = readdirSync(wasm)
-    .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
-    .sort()
-    .map((f) => `wasm/${f}`);
-  files.push('native/binding.c', 'native/binding.gyp');
+  const files = [];
+  for (const dir of ['wasm', 'native']) {
+    for (const f of readdirSync(join(root, dir)).sort()) if (f.endsWith('.c') || f.endsWith('.h')) files.push(`${dir}/${f}`);
+  }
+  files.push('native/binding.gyp');
   const h = createHash('sha256');
   for (const f of files) {
     h.update(`${f}\0`);

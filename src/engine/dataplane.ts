@@ -25,7 +25,7 @@ export interface DataplaneOptions {
   nodeAddresses?: string[];
   /** The node's zone for topology hints; default: the Node object's topology.kubernetes.io/zone label. */
   zone?: string;
-  /** Core implementation; 'native' arrives with the Node-API addon, 'auto' currently means wasm. */
+  /** Core implementation: 'auto' (native addon when built, else wasm), 'wasm' or 'native'; $SVCPLANE_ENGINE overrides. */
   engine?: EngineName;
   /** Cluster-wide seed of the flow hash and Maglev permutations (same on every node). */
   clusterSeed?: number;

@@ -12,9 +12,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Core, type CoreExports, type CoreOptions } from './core.js';
+import { Core, type CoreExports, type CoreOptions, wasmModule } from './core.js';
 
 export const NATIVE_PATH_ENV = 'SVCPLANE_NATIVE_PATH';
 
@@ -60,8 +60,8 @@ export interface NativeAddon {
   create(opts?: { hugePages?: boolean }): NativeInstance;
   /** Core exports each instance carries. */
   readonly exports: readonly string[];
-  /** The core's statics the binding swaps per instance. */
-  readonly coreState: readonly string[];
+  /** The core files compiled in (wasm/<unit>.c). */
+  readonly units: readonly string[];
   readonly bindingVersion: number;
   readonly abiVersion: number;
   readonly compiler: string;
@@ -79,16 +79,17 @@ export interface NativeEngine {
 }
 
 /**
- * Hash of the C sources the addon is compiled from, or undefined when they are not all there (e.g. an
- * installed package without them). Keep in step with sourceHash() in native/build.mjs.
+ * Hash of the C sources the addon is compiled from (wasm/*.c, wasm/*.h, native/*.c, native/*.h,
+ * native/binding.gyp), or undefined when they are not all there (e.g. an installed package without
+ * them). Keep in step with sourceHash() in native/build.mjs.
  */
 export function sourceHash(root: string = ROOT): string | undefined {
   try {
-    const files = readdirSync(join(root, 'wasm'))
-      .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
-      .sort()
-      .map((f) => `wasm/${f}`);
-    files.push('native/binding.c', 'native/binding.gyp');
+    const files: string[] = [];
+    for (const dir of ['wasm', 'native']) {
+      for (const f of readdirSync(join(root, dir)).sort()) if (f.endsWith('.c') || f.endsWith('.h')) files.push(`${dir}/${f}`);
+    }
+    files.push('native/binding.gyp');
     const h = createHash('sha256');
     for (const f of files) {
       h.update(`${f}\0`);
@@ -121,6 +122,7 @@ function buildError(status: BuildStatus | undefined, statusFile: string): Native
     );
   }
   const when = status.when ? ` on ${status.when}` : '';
+  if (status.ok) return new NativeBuildError(`it was built${when} (${statusFile}) and removed since; rebuild it with \`node native/build.mjs\``);
   return new NativeBuildError(`the install-time build did not produce it${when} (${statusFile}): ${status.reason}`);
 }
 
@@ -138,7 +140,8 @@ export interface LoadOptions {
 
 /** Loads the addon (once per path per process). Throws NativeLoadError, with the reasons in `cause`. */
 export function loadNative(opts: LoadOptions = {}): NativeEngine {
-  const fromEnv = opts.path === undefined ? process.env[NATIVE_PATH_ENV] || undefined : undefined;
+  const env = process.env[NATIVE_PATH_ENV];
+  const fromEnv = opts.path === undefined && env ? resolve(env) : undefined;
   const path = opts.path ?? fromEnv ?? DEFAULT_ADDON_PATH;
   const source: NativeEngine['source'] = fromEnv !== undefined ? 'env' : 'build';
   const hit = loaded.get(path);
@@ -177,8 +180,17 @@ export function loadNative(opts: LoadOptions = {}): NativeEngine {
       cause: err,
     });
   }
-  if (typeof addon.create !== 'function' || addon.bindingVersion !== BINDING_VERSION) {
+  if (typeof addon.create !== 'function' || !Array.isArray(addon.exports) || addon.bindingVersion !== BINDING_VERSION) {
     throw new NativeLoadError(`${where} is not a svcplane native addon of binding version ${BINDING_VERSION} (got ${String(addon.bindingVersion)})`);
+  }
+  // The same core as wasm, or none: an export the wasm module has and the addon lacks means the addon
+  // was built from an older binding (or native/exports.h misses a line).
+  const have = new Set(addon.exports);
+  const missing = WebAssembly.Module.exports(wasmModule())
+    .filter((e) => e.kind === 'function' && !have.has(e.name))
+    .map((e) => e.name);
+  if (missing.length > 0) {
+    throw new NativeLoadError(`${where} lacks core exports the WebAssembly core has: ${missing.join(', ')} (native/exports.h; rebuild it)`);
   }
   const engine: NativeEngine = { addon, path, source, status };
   loaded.set(path, engine);
@@ -193,12 +205,13 @@ export interface NativeCoreOptions extends CoreOptions {
 /** The CoreExports of a fresh native instance (memory with WebAssembly.Memory semantics). */
 export function nativeExports(engine: NativeEngine, opts: { hugePages?: boolean } = {}): CoreExports {
   let inst: NativeInstance;
+  let buffer: ArrayBuffer;
   try {
     inst = engine.addon.create({ hugePages: opts.hugePages ?? false });
+    buffer = inst.buffer();
   } catch (err) {
     throw new NativeLoadError(`the native addon ${engine.path} cannot create a core`, { cause: err });
   }
-  let buffer = inst.buffer();
   const memory = {
     get buffer(): ArrayBuffer {
       return buffer;
@@ -225,4 +238,20 @@ export function causeChain(err: unknown): string {
     e = e instanceof Error ? e.cause : undefined;
   }
   return parts.join(': ');
+}
+
+/** What `svcplane version --verbose` can print about the native engine: where it is, how it was built, or why it is missing. */
+export function nativeReport(): string[] {
+  const lines: string[] = [];
+  try {
+    const e = loadNative();
+    lines.push(`native addon: ${e.path}${e.source === 'env' ? ` (${NATIVE_PATH_ENV})` : ''}`);
+    lines.push(`  compiled by ${e.addon.compiler} with ${e.addon.cflags}; core files: ${e.addon.units.join(', ')}`);
+    if (e.status?.when) lines.push(`  built ${e.status.when} for node ${e.status.node ?? '?'}`);
+  } catch (err) {
+    lines.push(`native addon: unavailable: ${causeChain(err)}`);
+    const status = readBuildStatus();
+    if (status && !status.ok) lines.push(`  install-time build (${BUILD_STATUS_PATH}): ${status.reason.split('\n')[0] ?? ''}`);
+  }
+  return lines;
 }

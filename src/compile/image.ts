@@ -171,6 +171,17 @@ function writeString(mem: Uint8Array, at: number, s: string): void {
   }
 }
 
+/** At least the size layoutBlock gives the plan's block (strings counted per use, alignment generously). */
+function blockSizeBound(plan: ServicePortPlan): number {
+  let n = SERVICE.size + 2 * LIST.size + plan.sourceRanges.length * SOURCE_RANGE.size + utf8Length(plan.service) + utf8Length(plan.portName) + 64;
+  for (const list of [plan.clusterList, plan.localList]) {
+    if (list.length === 0) continue;
+    n += list.length * BACKEND.size + maglevSize(list.length) * maglevWidth(list.length);
+    for (const m of list) n += utf8Length(m.nodeName) + 1;
+  }
+  return n;
+}
+
 /**
  * Lays a plan out as a service block: the service, its lists, source ranges, backends per list, Maglev
  * tables per list, then NUL-terminated strings, each part aligned as the core reads it.
@@ -312,10 +323,19 @@ export class ImageWriter {
     const off = this.top;
     this.top += size;
     const end = this.base + this.top;
-    // Grown by an eighth (at least 1 MiB) at a time: every grow replaces the buffer and its views.
-    if (end > this.u8().length) this.mem.ensure(Math.max(end, this.viewU8.length + Math.max(this.viewU8.length >>> 3, 1 << 20)));
+    if (end > this.u8().length) this.grow(end);
     if (this.root !== 0) this.publish(HEADER.imageSize, this.top);
     return off;
+  }
+
+  /** Grows the memory past `end` by an eighth (at least 1 MiB): every grow replaces the buffer and its views. */
+  private grow(end: number): void {
+    const ahead = Math.max(end, this.viewU8.length + Math.max(this.viewU8.length >>> 3, 1 << 20));
+    try {
+      this.mem.ensure(ahead);
+    } catch {
+      this.mem.ensure(end); // near the memory's maximum: only what is needed
+    }
   }
 
   private freeBlock(off: number, size: number): void {
@@ -408,6 +428,17 @@ export class ImageWriter {
 
     const frontendCount = plans.reduce((n, p) => n + p.frontends.length, 0);
     this.writeRoot(node, nextPow2(frontendCount * 2), nextPow2(plans.length + 1, 16), nextPow2(frontendCount, 16));
+    // The root tables above are sized so that nothing below grows them; the blocks and routes are all
+    // that is left to place: room for them at once (an upper bound) rather than growing step by step.
+    let room = this.base + this.top + (routes?.byteLength ?? 0) + ALIGN;
+    for (const p of plans) room += blockSizeBound(p);
+    if (room > this.u8().length) {
+      try {
+        this.mem.ensure(room);
+      } catch {
+        // the bound is past the memory's maximum: grow as the blocks are placed instead
+      }
+    }
 
     const byService = new Map<string, ServicePortPlan[]>();
     for (const p of plans) {

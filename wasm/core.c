@@ -65,6 +65,7 @@ static inline u8 load_kind(const u8 *p) { return __atomic_load_n(p, __ATOMIC_ACQ
 
 struct view {
   const u8 *base;
+  u32 image;                  /* offset of the image in memory */
   u32 size;
   const struct sp_header *hdr;
   const struct sp_frontend *fe;
@@ -75,8 +76,16 @@ struct view {
   u32 ls_count;
 };
 
-/* True when [off, off + len) lies inside the image. */
-static inline int in_image(const struct view *v, u32 off, u64 len) { return (u64)off + len <= v->size; }
+/* True when [off, off + len) lies inside the image. The writer may have grown the image since the batch
+ * loaded its size: sizes only grow and are published before anything that uses the new space, so a
+ * miss re-reads the size once before giving up. */
+static inline int in_image(struct view *v, u32 off, u64 len) {
+  if ((u64)off + len <= v->size) return 1;
+  u32 size = load_acquire(&v->hdr->image_size);
+  if (size <= v->size || !in_memory(v->image, size)) return 0;
+  v->size = size;
+  return (u64)off + len <= size;
+}
 
 static int view_load(struct view *v, u32 image) {
   if (image == 0 || !in_memory(image, sizeof(struct sp_header))) return 0;
@@ -84,6 +93,7 @@ static int view_load(struct view *v, u32 image) {
   u32 size = load_acquire(&h->image_size);
   if (!in_memory(image, size) || size < sizeof(struct sp_header)) return 0;
   v->base = (const u8 *)h;
+  v->image = image;
   v->size = size;
   v->hdr = h;
   u32 root = load_acquire(&h->root);
@@ -104,7 +114,7 @@ static int view_load(struct view *v, u32 image) {
 }
 
 /* The service block of a slot, checked: its header, lists and ranges lie inside the image. */
-static const struct sp_service *service_at(const struct view *v, u32 slot) {
+static const struct sp_service *service_at(struct view *v, u32 slot) {
   if (slot >= v->slot_cap) return 0;
   u32 off = load_acquire(&v->slots[slot]);
   if (off == 0 || off % 4 != 0 || !in_image(v, off, sizeof(struct sp_service))) return 0;
@@ -116,7 +126,7 @@ static const struct sp_service *service_at(const struct view *v, u32 slot) {
 }
 
 /* A list, checked: its backends and Maglev table lie inside the image. */
-static const struct sp_list *list_at(const struct view *v, const struct sp_service *s, u32 which) {
+static const struct sp_list *list_at(struct view *v, const struct sp_service *s, u32 which) {
   const struct sp_list *l = (const struct sp_list *)(v->base + s->list_off) + which;
   if (l->be_off % 4 != 0 || !in_image(v, l->be_off, (u64)l->be_count * sizeof(struct sp_backend))) return 0;
   if (l->be_count == 0) return l;
@@ -273,7 +283,7 @@ static inline void verdict(struct sp_result *r, u32 v, u32 reason) {
   r->reason = (u8)reason;
 }
 
-static void select_one(const struct sp_ctx *ctx, const struct view *v, const struct sp_flow *f, struct sp_result *r,
+static void select_one(const struct sp_ctx *ctx, struct view *v, const struct sp_flow *f, struct sp_result *r,
                        u32 now) {
   r->frontend = SP_NONE;
   r->service = SP_NONE;

@@ -13,6 +13,7 @@ import { MAGIC } from '../compile/layout.js';
 import { type Dump, dumpTables } from '../dump.js';
 import { CoreError } from '../engine/core.js';
 import { dumpRoutes, formatIngressDump } from '../ingress/dump.js';
+import { BENCH_HELP, runBench } from './bench.js';
 import { RoutesError } from '../ingress/view.js';
 
 export interface Io {
@@ -54,6 +55,7 @@ Commands:
   trace PATH...|IMAGE --to ...   show one flow's decision step by step
   route PATH...|IMAGE --host H --path P
                                  route one HTTP request by the Ingress rules, then pick the pod
+  bench [--quick] [-o DIR]       run the benchmark suites; writes DIR/bench.json and DIR/bench.svg
   version                        print the version and the engine in use
 
 PATH is a YAML or JSON file (multi-document, kind: List), a directory of them, or - for stdin.
@@ -97,6 +99,7 @@ the backend names a missing Service or port or the Service has no usable endpoin
   --ingress-class NAME the IngressClass served (default: the default IngressClass)
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`,
+  bench: BENCH_HELP,
   version: `Usage: svcplane version
 
 Prints svcplane's version and the engine that runs the core.`,
@@ -357,6 +360,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   dump: cmdDump,
   trace: cmdTrace,
   route: cmdRoute,
+  bench: (args, io) => runBench(args, io),
   version: cmdVersion,
 };
 

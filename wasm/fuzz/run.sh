@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 SECONDS_TO_RUN="${1:-60}"
-mkdir -p out
+mkdir -p out/corpus
 clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -Wall -Wextra -Werror -o out/fuzz_select fuzz_select.c ../core.c
 ./out/fuzz_select -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -timeout=10 -print_final_stats=1 \

@@ -6,9 +6,11 @@
 // Accepted but not routed (semantics.ts notes them): `resource` backends, which are valid API objects but
 // name no Service.
 
+import {
+  type Obj, DNS_SUBDOMAIN, Errors, QUALIFIED_NAME, absent, dns1035Label, dnsLabel, dnsSubdomain, isObj, qualifiedName, readArray, readEnum,
+  readInt, readObject, readString, readStringList, readStringMap, show,
+} from './fields.js';
 import { objectRef, type ValidationError } from './types.js';
-
-type Obj = Record<string, unknown>;
 
 const API_VERSION = 'networking.k8s.io/v1';
 const PATH_TYPES = ['Exact', 'Prefix', 'ImplementationSpecific'] as const;
@@ -36,15 +38,6 @@ export function isIngressKind(obj: unknown): boolean {
 function ingressClassName(obj: Obj): string {
   const meta = isObj(obj.metadata) ? obj.metadata : {};
   return typeof meta.name === 'string' ? meta.name : '<unnamed>';
-}
-
-class Errors {
-  readonly list: ValidationError[] = [];
-  constructor(private readonly object: string) {}
-
-  add(field: string, message: string | undefined): void {
-    if (message !== undefined) this.list.push({ object: this.object, field, message });
-  }
 }
 
 // ---- Ingress ----
@@ -276,26 +269,6 @@ function isRfc3339(s: string): boolean {
 
 // ---- value formats: each returns an error message, or undefined when the value is fine ----
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
-
-function dnsLabel(s: string): string | undefined {
-  if (s.length <= 63 && DNS_LABEL.test(s)) return undefined;
-  return `must be a DNS-1123 label (at most 63 characters matching [a-z0-9]([-a-z0-9]*[a-z0-9])?), got ${show(s)}`;
-}
-
-function dns1035Label(s: string): string | undefined {
-  if (s.length <= 63 && DNS1035_LABEL.test(s)) return undefined;
-  return `must be a DNS-1035 label (at most 63 characters matching [a-z]([-a-z0-9]*[a-z0-9])?), got ${show(s)}`;
-}
-
-function dnsSubdomain(s: string): string | undefined {
-  if (s.length <= 253 && DNS_SUBDOMAIN.test(s)) return undefined;
-  return `must be a DNS-1123 subdomain (at most 253 characters, dot-separated [a-z0-9]([-a-z0-9]*[a-z0-9])?), got ${show(s)}`;
-}
-
 /** IsWildcardDNS1123Subdomain: '*.' followed by a DNS-1123 subdomain; '*' only as the whole first label. */
 function wildcardSubdomain(s: string): string | undefined {
   if (s.length <= 253 && s.startsWith('*.') && DNS_SUBDOMAIN.test(s.slice(2))) return undefined;
@@ -307,19 +280,6 @@ function ianaServiceName(s: string): string | undefined {
     s.length <= 15 && /^[-a-z0-9]+$/.test(s) && /[a-z]/.test(s) && !s.includes('--') && !s.startsWith('-') && !s.endsWith('-');
   if (ok) return undefined;
   return `must be an IANA service name (at most 15 characters of [-a-z0-9] with a letter, no leading, trailing or double '-'), got ${show(s)}`;
-}
-
-function qualifiedName(s: string): string | undefined {
-  const parts = s.split('/');
-  const name = parts.length === 2 ? (parts[1] as string) : s;
-  const prefix = parts.length === 2 ? (parts[0] as string) : undefined;
-  const ok =
-    parts.length <= 2 &&
-    name.length <= 63 &&
-    QUALIFIED_NAME.test(name) &&
-    (prefix === undefined || (prefix !== '' && dnsSubdomain(prefix) === undefined));
-  if (ok) return undefined;
-  return `must be a qualified name ([DNS-subdomain/]name, name at most 63 characters matching ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]), got ${show(s)}`;
 }
 
 /** IsValidPathSegmentName: usable as one segment of an API path. */
@@ -334,79 +294,3 @@ function portRange(n: number): string | undefined {
 }
 
 // ---- typed readers: absent (undefined or null) gives undefined silently, a wrong type is reported ----
-
-function absent(v: unknown): v is undefined | null {
-  return v === undefined || v === null;
-}
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function readString(e: Errors, v: unknown, path: string): string | undefined {
-  if (absent(v)) return undefined;
-  if (typeof v === 'string') return v;
-  e.add(path, `must be a string, got ${show(v)}`);
-  return undefined;
-}
-
-function readInt(e: Errors, v: unknown, path: string): number | undefined {
-  if (absent(v)) return undefined;
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
-  e.add(path, `must be an integer, got ${show(v)}`);
-  return undefined;
-}
-
-function readObject(e: Errors, v: unknown, path: string): Obj | undefined {
-  if (absent(v)) return undefined;
-  if (isObj(v)) return v;
-  e.add(path, `must be an object, got ${show(v)}`);
-  return undefined;
-}
-
-function readArray(e: Errors, v: unknown, path: string): unknown[] | undefined {
-  if (absent(v)) return undefined;
-  if (Array.isArray(v)) return v;
-  e.add(path, `must be an array, got ${show(v)}`);
-  return undefined;
-}
-
-function readStringList(e: Errors, v: unknown, path: string): string[] | undefined {
-  const list = readArray(e, v, path);
-  if (!list) return undefined;
-  let ok = true;
-  list.forEach((item, i) => {
-    if (typeof item === 'string') return;
-    e.add(`${path}[${i}]`, `must be a string, got ${show(item)}`);
-    ok = false;
-  });
-  return ok ? (list as string[]) : undefined;
-}
-
-function readStringMap(e: Errors, v: unknown, path: string): Record<string, string> | undefined {
-  const map = readObject(e, v, path);
-  if (!map) return undefined;
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(map)) {
-    if (typeof value === 'string') out[key] = value;
-    else e.add(`${path}[${key}]`, `must be a string, got ${show(value)}`);
-  }
-  return out;
-}
-
-function readEnum<T extends string>(e: Errors, v: unknown, path: string, allowed: readonly T[], fallback?: T): T | undefined {
-  if (absent(v)) return fallback;
-  const s = readString(e, v, path);
-  if (s === undefined) return undefined;
-  if ((allowed as readonly string[]).includes(s)) return s as T;
-  e.add(path, `must be one of ${allowed.join(', ')}, got ${show(s)}`);
-  return undefined;
-}
-
-function show(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return JSON.stringify(v);
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
-}

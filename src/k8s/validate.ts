@@ -5,11 +5,14 @@
 // would allocate (clusterIP, nodePort) may be absent. Input is untyped JSON: a value of the wrong type is
 // reported at its path and never throws.
 
+import {
+  type Obj, Errors, QUALIFIED_NAME, absent, dns1035Label, dnsLabel, dnsSubdomain, isObj, notOneOf, qualifiedName, readArray, readEnum,
+  readInt, readObject, readString, readStringList, readStringMap, show,
+} from './fields.js';
 import { isIngressKind, validateIngress } from './validate-ingress.js';
 import { isLoopback, isV4Mapped, parseCidr, parseIp, parseIPv4Word, type IpFamily } from './net.js';
 import { objectRef, SERVICE_NAME_LABEL, type ValidationError } from './types.js';
 
-type Obj = Record<string, unknown>;
 type Check = (value: string) => string | undefined;
 
 const PROTOCOLS = ['TCP', 'UDP', 'SCTP'] as const;
@@ -40,16 +43,6 @@ export function validateObject(obj: unknown): ValidationError[] {
   else if (obj.apiVersion === 'discovery.k8s.io/v1' && obj.kind === 'EndpointSlice') validateEndpointSlice(e, obj);
   else if (obj.apiVersion === 'v1' && obj.kind === 'Node') validateNode(e, obj);
   return e.list;
-}
-
-class Errors {
-  readonly list: ValidationError[] = [];
-  constructor(private readonly object: string) {}
-
-  /** Records `message` at `field`; a check that passed returns undefined, which records nothing. */
-  add(field: string, message: string | undefined): void {
-    if (message !== undefined) this.list.push({ object: this.object, field, message });
-  }
 }
 
 // ---- Service ----
@@ -524,46 +517,12 @@ function validateLabels(e: Errors, raw: unknown, path: string): Record<string, s
 
 // ---- value formats: each returns an error message, or undefined when the value is fine ----
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
-
-function dnsLabel(s: string): string | undefined {
-  if (s.length <= 63 && DNS_LABEL.test(s)) return undefined;
-  return `must be a DNS-1123 label (at most 63 characters matching [a-z0-9]([-a-z0-9]*[a-z0-9])?), got ${show(s)}`;
-}
-
-function dns1035Label(s: string): string | undefined {
-  if (s.length <= 63 && DNS1035_LABEL.test(s)) return undefined;
-  return `must be a DNS-1035 label (at most 63 characters matching [a-z]([-a-z0-9]*[a-z0-9])?), got ${show(s)}`;
-}
-
-function dnsSubdomain(s: string): string | undefined {
-  if (s.length <= 253 && DNS_SUBDOMAIN.test(s)) return undefined;
-  return `must be a DNS-1123 subdomain (at most 253 characters, dot-separated [a-z0-9]([-a-z0-9]*[a-z0-9])?), got ${show(s)}`;
-}
-
 /** A named port (IANA_SVC_NAME): at most 15 of [-a-z0-9], a letter somewhere, no leading, trailing or double '-'. */
 function ianaServiceName(s: string): string | undefined {
   const ok =
     s.length <= 15 && /^[-a-z0-9]+$/.test(s) && /[a-z]/.test(s) && !s.includes('--') && !s.startsWith('-') && !s.endsWith('-');
   if (ok) return undefined;
   return `must be a port number or an IANA service name (at most 15 characters of [-a-z0-9] with a letter, no leading, trailing or double '-'), got ${show(s)}`;
-}
-
-/** [prefix/]name with a DNS-subdomain prefix; label keys, annotation keys, appProtocol. */
-function qualifiedName(s: string): string | undefined {
-  const parts = s.split('/');
-  const name = parts.length === 2 ? (parts[1] as string) : s;
-  const prefix = parts.length === 2 ? (parts[0] as string) : undefined;
-  const ok =
-    parts.length <= 2 &&
-    name.length <= 63 &&
-    QUALIFIED_NAME.test(name) &&
-    (prefix === undefined || (prefix !== '' && dnsSubdomain(prefix) === undefined));
-  if (ok) return undefined;
-  return `must be a qualified name ([DNS-subdomain/]name, name at most 63 characters matching ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]), got ${show(s)}`;
 }
 
 function labelValue(s: string): string | undefined {
@@ -624,10 +583,6 @@ function specialIPv4Reason(w: number): string | undefined {
 
 // ---- typed readers: absent (undefined or null) gives undefined silently, a wrong type is reported ----
 
-function absent(v: unknown): v is undefined | null {
-  return v === undefined || v === null;
-}
-
 // Go cannot tell "" or 0 in a non-pointer field from an absent one, so the API default applies to them too.
 function emptyAsUnset(v: unknown): unknown {
   return v === '' ? undefined : v;
@@ -637,19 +592,8 @@ function zeroAsUnset(v: unknown): unknown {
   return v === 0 ? undefined : v;
 }
 
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function isIpFamily(v: unknown): v is IpFamily {
   return v === 'IPv4' || v === 'IPv6';
-}
-
-function readString(e: Errors, v: unknown, path: string): string | undefined {
-  if (absent(v)) return undefined;
-  if (typeof v === 'string') return v;
-  e.add(path, `must be a string, got ${show(v)}`);
-  return undefined;
 }
 
 /** A string that must be present and non-empty. */
@@ -661,13 +605,6 @@ function readRequiredString(e: Errors, v: unknown, path: string): string | undef
   return readString(e, v, path);
 }
 
-function readInt(e: Errors, v: unknown, path: string): number | undefined {
-  if (absent(v)) return undefined;
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
-  e.add(path, `must be an integer, got ${show(v)}`);
-  return undefined;
-}
-
 function readBool(e: Errors, v: unknown, path: string): boolean | undefined {
   if (absent(v)) return undefined;
   if (typeof v === 'boolean') return v;
@@ -675,68 +612,7 @@ function readBool(e: Errors, v: unknown, path: string): boolean | undefined {
   return undefined;
 }
 
-function readObject(e: Errors, v: unknown, path: string): Obj | undefined {
-  if (absent(v)) return undefined;
-  if (isObj(v)) return v;
-  e.add(path, `must be an object, got ${show(v)}`);
-  return undefined;
-}
-
-function readArray(e: Errors, v: unknown, path: string): unknown[] | undefined {
-  if (absent(v)) return undefined;
-  if (Array.isArray(v)) return v;
-  e.add(path, `must be an array, got ${show(v)}`);
-  return undefined;
-}
-
-/** A list of strings; undefined (after reporting each bad entry) unless every entry is a string. */
-function readStringList(e: Errors, v: unknown, path: string): string[] | undefined {
-  const list = readArray(e, v, path);
-  if (!list) return undefined;
-  let ok = true;
-  list.forEach((item, i) => {
-    if (typeof item === 'string') return;
-    e.add(`${path}[${i}]`, `must be a string, got ${show(item)}`);
-    ok = false;
-  });
-  return ok ? (list as string[]) : undefined;
-}
-
-/** A string-to-string map; entries with other values are reported and left out. */
-function readStringMap(e: Errors, v: unknown, path: string): Record<string, string> | undefined {
-  const map = readObject(e, v, path);
-  if (!map) return undefined;
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(map)) {
-    if (typeof value === 'string') out[key] = value;
-    else e.add(`${path}[${key}]`, `must be a string, got ${show(value)}`);
-  }
-  return out;
-}
-
-/** One of `allowed`; `fallback` (the API default) when absent; undefined after reporting anything else. */
-function readEnum<T extends string>(e: Errors, v: unknown, path: string, allowed: readonly T[], fallback?: T): T | undefined {
-  if (absent(v)) return fallback;
-  const s = readString(e, v, path);
-  if (s === undefined) return undefined;
-  if ((allowed as readonly string[]).includes(s)) return s as T;
-  e.add(path, notOneOf(allowed, s));
-  return undefined;
-}
-
 // ---- messages ----
-
-function show(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return JSON.stringify(v);
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
-}
-
-function notOneOf(allowed: readonly string[], got: string): string {
-  return `must be one of ${allowed.join(', ')}, got ${show(got)}`;
-}
 
 function duplicate(v: string): string {
   return `Duplicate value: ${show(v)}`;

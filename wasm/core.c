@@ -8,45 +8,7 @@
  * against the image size where it is used.
  */
 #include "platform.h"
-
-/* ---- hashing: murmur3_32 over five 32-bit words (a 16-byte address and one word) ---- */
-
-static inline u32 rotl32(u32 x, int r) { return (x << r) | (x >> (32 - r)); }
-
-static inline u32 ld32(const u8 *p) {
-  u32 v;
-  __builtin_memcpy(&v, p, 4); /* little-endian on every target we build for */
-  return v;
-}
-
-static inline u32 mm3_round(u32 h, u32 k) {
-  k *= 0xcc9e2d51u;
-  k = rotl32(k, 15);
-  k *= 0x1b873593u;
-  h ^= k;
-  h = rotl32(h, 13);
-  return h * 5u + 0xe6546b64u;
-}
-
-static inline u32 mm3_fmix(u32 h) {
-  h ^= h >> 16;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16;
-  return h;
-}
-
-/* murmur3_32 of the 20 bytes addr[16] || le32(word), so the result equals murmur3 over those bytes. */
-static inline u32 hash_addr_word(const u8 *addr, u32 word, u32 seed) {
-  u32 h = seed;
-  h = mm3_round(h, ld32(addr));
-  h = mm3_round(h, ld32(addr + 4));
-  h = mm3_round(h, ld32(addr + 8));
-  h = mm3_round(h, ld32(addr + 12));
-  h = mm3_round(h, word);
-  return mm3_fmix(h ^ 20u);
-}
+#include "murmur3.h"
 
 static inline int addr_eq(const u8 *a, const u8 *b) {
   return ld32(a) == ld32(b) && ld32(a + 4) == ld32(b + 4) && ld32(a + 8) == ld32(b + 8) &&

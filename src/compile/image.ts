@@ -536,6 +536,7 @@ export class ImageWriter {
   /** Replaces everything of one service (all its plans, both families) with `plans`; [] deletes it. */
   update(service: string, plans: readonly ServicePortPlan[]): Note[] {
     this.notes = [];
+    const previousKeys = this.plansOfService.get(service) ?? [];
     const keys = this.writePlans(service, plans);
     const before = this.claimsOfService.get(service) ?? [];
     const after = this.claimsOf(plans, keys);
@@ -545,7 +546,7 @@ export class ImageWriter {
     for (const c of after) touched.add(c.id);
     for (const id of [...touched].sort()) this.refreshFrontend(id);
     // Plans that disappeared: their frontends are gone (above), so their slots can be cleared.
-    for (const key of this.plansOfServiceBefore) if (!keys.includes(key)) this.dropPlan(key);
+    for (const key of previousKeys) if (!keys.includes(key)) this.dropPlan(key);
     this.endChange();
     return this.notes;
   }
@@ -589,11 +590,8 @@ export class ImageWriter {
     return this.notes;
   }
 
-  private plansOfServiceBefore: string[] = [];
-
-  /** Writes and publishes a block per plan; remembers which plan keys the service had before; returns the plans' keys. */
+  /** Writes and publishes a block per plan; returns the plans' keys (now the service's plan keys). */
   private writePlans(service: string, plans: readonly ServicePortPlan[]): string[] {
-    this.plansOfServiceBefore = this.plansOfService.get(service) ?? [];
     // One key string per plan, shared by every map that uses it (its hash is computed once).
     const keys = plans.map(planKey);
     for (let i = 0; i < plans.length; i++) {

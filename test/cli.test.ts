@@ -163,8 +163,15 @@ describe('usage', () => {
     }
   });
 
+  it('says which engine runs and why', async () => {
+    const r = await cli(['version', '--verbose']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^engine: (wasm|native) \(.+\)$/m);
+    expect(r.out).toMatch(/^native addon: /m);
+  });
+
   it('has --help on every command', async () => {
-    for (const cmd of ['compile', 'dump', 'trace', 'route', 'version']) {
+    for (const cmd of ['compile', 'dump', 'trace', 'route', 'bench', 'version']) {
       const r = await cli([cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.out).toMatch(new RegExp(`Usage: svcplane ${cmd}`));

@@ -14,6 +14,7 @@ import { type Dump, dumpTables } from '../dump.js';
 import { CoreError } from '../engine/core.js';
 import { dumpRoutes, formatIngressDump } from '../ingress/dump.js';
 import { BENCH_HELP, runBench } from './bench.js';
+import { nativeReport } from '../engine/native.js';
 import { RoutesError } from '../ingress/view.js';
 
 export interface Io {
@@ -100,9 +101,11 @@ the backend names a missing Service or port or the Service has no usable endpoin
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`,
   bench: BENCH_HELP,
-  version: `Usage: svcplane version
+  version: `Usage: svcplane version [-v|--verbose]
 
-Prints svcplane's version and the engine that runs the core.`,
+Prints svcplane's version and the engine that runs the core, and why that one (auto prefers the native
+addon, SVCPLANE_ENGINE forces one). --verbose adds the native addon's path, compiler and build, or why
+it is unavailable.`,
 };
 
 function parse<T extends ParseArgsConfig['options']>(args: string[], options: T): { values: Record<string, unknown>; positionals: string[] } {
@@ -342,11 +345,12 @@ async function cmdRoute(args: string[], io: Io): Promise<number> {
 }
 
 async function cmdVersion(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { help: { type: 'boolean', short: 'h' } });
+  const { values, positionals } = parse(args, { help: { type: 'boolean', short: 'h' }, verbose: { type: 'boolean', short: 'v' } });
   if (values.help) return help('version', io);
   if (positionals.length) throw new UsageError(`version takes no arguments`);
   const dp = await createDataplane({ node: 'version-check' });
   io.stdout(`svcplane ${VERSION}\nengine: ${dp.engine} (${dp.engineReason})\nnode: ${process.version}\n`);
+  if (values.verbose) io.stdout(`${nativeReport().join('\n')}\n`);
   return 0;
 }
 

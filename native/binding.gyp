@@ -6,7 +6,7 @@
   'targets': [
     {
       'target_name': 'svcplane',
-      'sources': ['binding.c', 'unit_core.c', 'unit_ingress.c'],
+      'sources': ['binding.c', 'unit_core.c', 'unit_ingress.c', 'unit_packet.c'],
       # -O3 and no -march: the build must run on any CPU of the architecture it was built for.
       'cflags': ['-std=c11', '-O3', '-fvisibility=hidden', '-fno-strict-aliasing', '-Wall', '-Wextra', '-Wno-unused-parameter'],
       'cflags!': ['-O0', '-O1', '-O2'],

@@ -18,7 +18,8 @@
 
 #define SP_CORE_UNITS(X) \
   X(core)                \
-  X(ingress)
+  X(ingress)             \
+  X(packet)
 
 #define SP_CORE_EXPORTS(X)          \
   /* wasm/core.c */                 \
@@ -37,7 +38,12 @@
   X(sp_routes_detach, void, 1)      \
   X(sp_route, u32, 3)               \
   X(sp_hash_bytes, u32, 3)          \
-  X(sp_route_sizeof, u32, 1)
+  X(sp_route_sizeof, u32, 1)        \
+  /* wasm/packet.c */               \
+  X(sp_pctx_init, i32, 5)           \
+  X(sp_pctx_timeout, i32, 3)        \
+  X(sp_process_batch, u32, 4)       \
+  X(sp_packet_sizeof, u32, 1)
 
 #define NB_MAX_ARGS 8
 #define NB_PARAMS_0 void

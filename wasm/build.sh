@@ -9,7 +9,7 @@
 set -eu
 cd "$(dirname "$0")"
 CLANG="${CLANG:-clang}"
-SOURCES="core.c ingress.c"
+SOURCES="core.c ingress.c packet.c"
 COMMON="--target=wasm32 -std=c11 -O3 -nostdlib -ffreestanding -mbulk-memory -Wall -Wextra -Werror -Wconversion -Wno-sign-conversion -fno-ident"
 LINK="-Wl,--no-entry -Wl,--strip-all -Wl,-z,stack-size=65536"
 # shellcheck disable=SC2086

@@ -57,6 +57,16 @@ i32 EXPORT(sp_ctx_reader)(u32 ctx_off, u32 index) {
   return E_OK;
 }
 
+/* One flow through every step: frontend, source ranges, list, affinity or Maglev. */
+static void select_one(const struct sp_ctx *ctx, struct view *v, const struct sp_flow *f, struct sp_result *r,
+                       u32 now) {
+  result_reset(r);
+  const struct sp_frontend *fe;
+  const struct sp_service *svc;
+  const struct sp_list *l = select_list(v, f, r, &fe, &svc);
+  if (l) select_backend(ctx, v, svc, l, f, r, now);
+}
+
 /* Selects a backend for `count` flows at `flows`, writing one result each at `results`. Returns the
  * number of flows processed: 0 when the buffers are not inside memory. A registered reader announces
  * the image epoch it reads under, and stays announced until sp_ctx_quiesce: results hold offsets into

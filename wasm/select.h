@@ -197,26 +197,23 @@ static inline void verdict(struct sp_result *r, u32 v, u32 reason) {
   r->reason = (u8)reason;
 }
 
-static void select_one(const struct sp_ctx *ctx, struct view *v, const struct sp_flow *f, struct sp_result *r,
-                       u32 now) {
-  r->frontend = SP_NONE;
-  r->service = SP_NONE;
-  r->backend = SP_NONE;
-  r->slot = SP_NONE;
-  r->list = 0;
-  r->pad = 0;
-
+/* Steps 1-3: frontend lookup, source ranges, the list by scope. Returns the list a flow selects from,
+ * or 0 with the verdict written (pass, reject, drop). `r` must have been reset by result_reset. */
+static const struct sp_list *select_list(struct view *v, const struct sp_flow *f, struct sp_result *r,
+                                         const struct sp_frontend **fe_out, const struct sp_service **svc_out) {
   u32 fe_index;
   const struct sp_frontend *fe = frontend_lookup(v, f->dst, f->dport, f->proto, &fe_index);
-  if (!fe) return verdict(r, V_PASS, R_NOT_SERVICE);
+  if (!fe) return verdict(r, V_PASS, R_NOT_SERVICE), (const struct sp_list *)0;
   r->frontend = fe_index;
+  *fe_out = fe;
 
   const struct sp_service *svc = service_at(v, fe->slot);
-  if (!svc) return verdict(r, V_DROP, R_BAD_IMAGE);
+  if (!svc) return verdict(r, V_DROP, R_BAD_IMAGE), (const struct sp_list *)0;
   r->service = (u32)((const u8 *)svc - v->base);
+  *svc_out = svc;
   if ((fe->flags & FE_F_SOURCE_RANGES) &&
       !in_ranges((const struct sp_source_range *)(v->base + svc->sr_off), svc->sr_count, f->src))
-    return verdict(r, V_DROP, R_SOURCE_RANGE);
+    return verdict(r, V_DROP, R_SOURCE_RANGE), (const struct sp_list *)0;
 
   /* ClusterIP uses the internal list, the other frontends the external one; with eTP=Local, traffic from
    * this node or its pods is short-circuited to the cluster list (kube-proxy's --src-type LOCAL rule). */
@@ -227,14 +224,21 @@ static void select_one(const struct sp_ctx *ctx, struct view *v, const struct sp
   const struct sp_list *l = list_at(v, svc, which == LIST_USED_INTERNAL   ? svc->list_internal
                                             : which == LIST_USED_EXTERNAL ? svc->list_external
                                                                           : svc->list_cluster);
-  if (!l) return verdict(r, V_DROP, R_BAD_IMAGE);
+  if (!l) return verdict(r, V_DROP, R_BAD_IMAGE), (const struct sp_list *)0;
   if (l->be_count == 0) {
     u32 drop = which == LIST_USED_INTERNAL   ? svc->empty & SVC_EMPTY_INTERNAL_DROP
                : which == LIST_USED_EXTERNAL ? svc->empty & SVC_EMPTY_EXTERNAL_DROP
                                              : 0; /* an empty cluster list means no endpoints at all */
-    return drop ? verdict(r, V_DROP, R_NO_LOCAL_ENDPOINTS) : verdict(r, V_REJECT, R_NO_ENDPOINTS);
+    if (drop) verdict(r, V_DROP, R_NO_LOCAL_ENDPOINTS);
+    else verdict(r, V_REJECT, R_NO_ENDPOINTS);
+    return 0;
   }
+  return l;
+}
 
+/* Steps 4-5 for a new connection: ClientIP affinity, else the Maglev slot (then recorded for affinity). */
+static void select_backend(const struct sp_ctx *ctx, const struct view *v, const struct sp_service *svc,
+                           const struct sp_list *l, const struct sp_flow *f, struct sp_result *r, u32 now) {
   int affinity = (svc->flags & SVC_F_AFFINITY) && ctx->aff_off != 0;
   if (affinity) {
     struct sp_affinity *e = affinity_find(ctx, f->src, l->affinity_id, now);
@@ -264,6 +268,15 @@ static void select_one(const struct sp_ctx *ctx, struct view *v, const struct sp
     e->expires = expiry(now, svc->affinity_timeout);
   }
   verdict(r, V_FORWARD, R_MAGLEV);
+}
+
+static inline void result_reset(struct sp_result *r) {
+  r->frontend = SP_NONE;
+  r->service = SP_NONE;
+  r->backend = SP_NONE;
+  r->slot = SP_NONE;
+  r->list = 0;
+  r->pad = 0;
 }
 
 #endif

@@ -5,7 +5,7 @@
 import { formatIp, protocolName } from '../k8s/net.js';
 import {
   BACKEND, BE_F_LOCAL, BE_TERMINATING, FE_EMPTY, FE_F_EXTERNAL, FE_F_SOURCE_RANGES, FE_KIND_NAMES, FE_TOMBSTONE,
-  FRONTEND, HEADER, LIST, LIST_LOCAL, MAGIC, ROOT, SERVICE, SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP,
+  FRONTEND, HEADER, LIST, LIST_LOCAL, MAGIC, REVNAT, ROOT, SERVICE, SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP,
   SVC_EMPTY_INTERNAL_DROP, SVC_F_AFFINITY, SVC_F_EXTERNAL_LOCAL, SVC_F_INTERNAL_LOCAL, SVC_F_IPV6, VERSION,
 } from './layout.js';
 
@@ -147,6 +147,22 @@ export class ImageView {
       revnat: this.u32(at + FRONTEND.revnat),
       external: (flags & FE_F_EXTERNAL) !== 0,
       sourceRanges: (flags & FE_F_SOURCE_RANGES) !== 0,
+    };
+  }
+
+  /** Reverse-NAT entry `index`: the frontend replies are rewritten back to, and its service slot. */
+  revnat(index: number): { address: string; port: number; protocol: string; kind: string; slot: number } | undefined {
+    if (index < 0 || index >= this.r(ROOT.rnCap)) return undefined;
+    const at = this.checked(this.r(ROOT.rnOff) + index * REVNAT.size, REVNAT.size, 'rev-NAT entry');
+    const kind = this.bytes[at + REVNAT.kind] as number;
+    if (kind === FE_EMPTY) return undefined;
+    const proto = this.bytes[at + REVNAT.proto] as number;
+    return {
+      address: this.addr(at + REVNAT.addr),
+      port: this.dv.getUint16(at + REVNAT.port, true),
+      protocol: protocolName(proto) ?? String(proto),
+      kind: FE_KIND_NAMES[kind] ?? '',
+      slot: this.u32(at + REVNAT.slot),
     };
   }
 

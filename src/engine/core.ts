@@ -2,7 +2,8 @@
 // native addon (which exports the same functions over a host buffer). Core owns the memory layout above
 // the core's own data (sp_heap_base):
 //
-//   [context][affinity table][scratch][batch buffer][image arena ...]
+//   [context][affinity table][scratch][batch buffer][router scratch]
+//   [packet state: pctx, conntrack table, packet descriptors, packet bytes, reply slots][readers][image arena ...]
 //
 // The image arena comes last so it can grow in place: the image writer (src/compile/image.ts) grows the
 // memory as the arena needs it, and offsets stay valid. Typed-array views over the memory are rebuilt
@@ -13,6 +14,7 @@ import { FLOW, RESULT, AFFINITY_ENTRY_SIZE, CTX_SIZE, STRUCT_SIZES } from '../co
 import type { ImageMemory } from '../compile/image.js';
 import type { RouterHost } from '../ingress/route.js';
 import { ROUTE_STRUCT_SIZES } from '../ingress/layout.js';
+import { CT, PCTX, PKT, PACKET_STRUCT_SIZES, REPLY_MAX } from './packet-layout.js';
 
 /** What an engine provides: the C core's exports and its memory (WebAssembly.Memory or an equivalent). */
 export interface CoreExports {
@@ -28,6 +30,10 @@ export interface CoreExports {
   sp_routes_detach(ctx: number): void;
   sp_route(ctx: number, req: number, res: number): number;
   sp_route_sizeof(which: number): number;
+  sp_pctx_init(pctx: number, ctx: number, ct: number, capacity: number, seed: number): number;
+  sp_pctx_timeout(pctx: number, which: number, seconds: number): number;
+  sp_process_batch(pctx: number, pkts: number, count: number, now: number): number;
+  sp_packet_sizeof(which: number): number;
   sp_heap_base(): number;
   sp_abi_version(): number;
   sp_sizeof(which: number): number;
@@ -108,7 +114,29 @@ export interface CoreOptions {
   batchCapacity?: number;
   /** Reader threads to reserve room for (shared-memory build; at most 16). */
   readers?: number;
+  /** Conntrack table capacity of the packet path (entries, rounded up to a power of two). Default 16384. */
+  conntrackCapacity?: number;
 }
+
+/** Where the packet path's buffers are in core memory (see processPacketsInPlace). */
+export interface PacketBuffers {
+  /** Offset of `capacity` PKT descriptors. */
+  descriptors: number;
+  /** Offset and size of the area the packet bytes are copied into. */
+  data: number;
+  dataSize: number;
+  /** Offset of `capacity` reply slots of REPLY_MAX bytes, slot i for descriptor i. */
+  replies: number;
+  capacity: number;
+  /** Offsets of the packet-path state and of its conntrack table (entries of CT.size bytes). */
+  pctx: number;
+  conntrack: number;
+  conntrackCapacity: number;
+}
+
+/** Packets per core call and the bytes they may take (larger batches are split). */
+const PACKET_BATCH = 256;
+const PACKET_DATA = 256 * 1024;
 
 export class Core implements ImageMemory {
   readonly kind: EngineKind;
@@ -122,6 +150,7 @@ export class Core implements ImageMemory {
   /** Offset of the image arena: everything from here to the end of memory belongs to the image. */
   readonly imageBase: number;
   private readonly readerHandles: ReaderHandle[] = [];
+  private readonly packets: PacketBuffers;
 
   constructor(kind: EngineKind, exports: CoreExports, opts: CoreOptions = {}, sharedMemory?: WebAssembly.Memory) {
     this.kind = kind;
@@ -130,6 +159,9 @@ export class Core implements ImageMemory {
     for (let i = 0; i < STRUCT_SIZES.length; i++) {
       if (this.x.sp_sizeof(i) !== STRUCT_SIZES[i]) throw new CoreError(`core ABI mismatch: struct ${i} is ${this.x.sp_sizeof(i)} bytes in C, ${STRUCT_SIZES[i]} in TypeScript`);
     }
+    PACKET_STRUCT_SIZES.forEach((size, i) => {
+      if (this.x.sp_packet_sizeof(i) !== size) throw new CoreError(`core ABI mismatch: packet struct ${i} is ${this.x.sp_packet_sizeof(i)} bytes in C, ${size} in TypeScript`);
+    });
     ROUTE_STRUCT_SIZES.forEach((size, i) => {
       if (this.x.sp_route_sizeof(i) !== size) throw new CoreError(`core ABI mismatch: routes struct ${i} is ${this.x.sp_route_sizeof(i)} bytes in C, ${size} in TypeScript`);
     });
@@ -141,7 +173,15 @@ export class Core implements ImageMemory {
     this.scratch = align8(affinity + cap * AFFINITY_ENTRY_SIZE);
     this.batchPtr = align8(this.scratch + FLOW.size + RESULT.size + 32);
     this.routerScratch = align8(this.batchPtr + this.batchCapacity * (FLOW.size + RESULT.size));
-    let end = this.routerScratch + ROUTER_SCRATCH;
+    let ctCap = 8;
+    while (ctCap < (opts.conntrackCapacity ?? 16384)) ctCap *= 2;
+    const pctx = align8(this.routerScratch + ROUTER_SCRATCH);
+    const conntrack = align8(pctx + PCTX.size);
+    const descriptors = align8(conntrack + ctCap * CT.size);
+    const data = align8(descriptors + PACKET_BATCH * PKT.size);
+    const replies = align8(data + PACKET_DATA);
+    this.packets = { descriptors, data, dataSize: PACKET_DATA, replies, capacity: PACKET_BATCH, pctx, conntrack, conntrackCapacity: ctCap };
+    let end = replies + PACKET_BATCH * REPLY_MAX;
     for (let index = 0; index < (opts.readers ?? 0); index++) {
       if (!sharedMemory) throw new CoreError('reader threads need the shared-memory core');
       // ctx, affinity table, batch (flows then results), then a stack of its own: the shared memory is
@@ -162,6 +202,8 @@ export class Core implements ImageMemory {
     const seed = opts.stateSeed ?? (Math.random() * 0x100000000) >>> 0;
     const rc = this.x.sp_ctx_init(this.ctx, affinity, cap, seed);
     if (rc !== 0) throw new CoreError(`core context init failed (${rc})`);
+    const prc = this.x.sp_pctx_init(pctx, this.ctx, conntrack, ctCap, (seed ^ 0x9e3779b9) >>> 0);
+    if (prc !== 0) throw new CoreError(`packet-path init failed (${prc})`);
   }
 
   /** Current bytes of core memory (a fresh view: never keep it across calls that may grow memory). */
@@ -220,6 +262,23 @@ export class Core implements ImageMemory {
     if (count > this.batchCapacity) throw new RangeError(`batch of ${count} flows exceeds the core's batch capacity ${this.batchCapacity}`);
     const { flows, results } = this.batchBuffer();
     if (this.x.sp_select_batch(this.ctx, flows, results, count, now >>> 0) !== count) throw new CoreError('batch outside core memory');
+  }
+
+  /** The packet path's buffers and state in core memory. */
+  packetBuffers(): PacketBuffers {
+    return this.packets;
+  }
+
+  /** Runs `count` (<= packetBuffers().capacity) packets whose descriptors are already in core memory. */
+  processPacketsInPlace(count: number, now: number): void {
+    if (count > this.packets.capacity) throw new RangeError(`batch of ${count} packets exceeds the core's packet batch capacity ${this.packets.capacity}`);
+    if (this.x.sp_process_batch(this.packets.pctx, this.packets.descriptors, count, now >>> 0) !== count) throw new CoreError('packet batch outside core memory');
+  }
+
+  /** Sets conntrack timeout `which` (T_* in packet-layout.ts) to `seconds`. */
+  setPacketTimeout(which: number, seconds: number): void {
+    const rc = this.x.sp_pctx_timeout(this.packets.pctx, which, seconds >>> 0);
+    if (rc !== 0) throw new RangeError(`timeout ${which} = ${seconds}: rejected by the core (${rc})`);
   }
 
   /** Single flow: `flow` is FLOW.size bytes; returns a view of the RESULT.size result bytes. */

@@ -15,6 +15,7 @@ import {
 } from '../compile/layout.js';
 import { type Core, type CoreOptions, type EngineKind, type ReaderHandle, createWasmCore } from './core.js';
 import { causeChain, createNativeCore, loadNative } from './native.js';
+import { PacketPath, type PacketOutcome } from './packet.js';
 
 export type EngineName = 'auto' | 'wasm' | 'native';
 
@@ -42,6 +43,8 @@ export interface DataplaneOptions {
    * them (readerHandle(i) -> new TableReader(handle) in a worker). Uses the shared-memory wasm build.
    */
   readers?: number;
+  /** Capacity of the packet path's conntrack table (entries, 80 bytes each). Default 16384. */
+  conntrackCapacity?: number;
 }
 
 export interface Flow {
@@ -172,13 +175,14 @@ export class Selector {
   protected readonly router: IngressRouter;
   private loaded: ImageView | undefined;
   private readonly flowBuf = new Uint8Array(FLOW.size);
+  private packetPath: PacketPath | undefined;
 
-  constructor(opts: { engine?: EngineName; affinityCapacity?: number; readers?: number }) {
+  constructor(opts: { engine?: EngineName; affinityCapacity?: number; readers?: number; conntrackCapacity?: number }) {
     if (opts.readers && opts.engine === 'native') throw new EngineError('reader threads need the WebAssembly engine (shared memory)');
     // Reader threads share the core's memory, which only the shared-memory WebAssembly build can do.
     const resolved = opts.readers
-      ? { core: createWasmCore({ affinityCapacity: opts.affinityCapacity, readers: opts.readers }), engine: 'wasm' as const, reason: 'WebAssembly core (shared memory, for reader threads)' }
-      : resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity });
+      ? { core: createWasmCore({ affinityCapacity: opts.affinityCapacity, readers: opts.readers, conntrackCapacity: opts.conntrackCapacity }), engine: 'wasm' as const, reason: 'WebAssembly core (shared memory, for reader threads)' }
+      : resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity, conntrackCapacity: opts.conntrackCapacity });
     this.core = resolved.core;
     this.engine = resolved.engine;
     this.engineReason = resolved.reason;
@@ -248,6 +252,25 @@ export class Selector {
   /** The image bytes (what `svcplane compile` writes). */
   get image(): Uint8Array | undefined {
     return this.loaded?.bytes;
+  }
+
+  /**
+   * The packet path over the same tables: raw IPv4/IPv6 packets in, rewritten in place (DNAT, reverse
+   * NAT, ICMP errors), with conntrack, counters and ICMP rejects (src/engine/packet.ts, wasm/packet.c).
+   */
+  get packets(): PacketPath {
+    this.packetPath ??= new PacketPath(this.core, (revnat) => {
+      const view = this.tables;
+      const rn = view?.revnat(revnat);
+      if (!view || !rn) return undefined;
+      return { service: view.service(rn.slot)?.name ?? '', address: rn.address, port: rn.port, protocol: rn.protocol };
+    });
+    return this.packetPath;
+  }
+
+  /** Runs whole IP packets through the packet path, rewriting each in place; `now` in seconds. */
+  process(packets: readonly Uint8Array[], now: number = nowSeconds()): PacketOutcome[] {
+    return this.packets.process(packets, now);
   }
 
   /** One flow's decision. Affinity state is updated as for a real new connection. */
@@ -423,7 +446,7 @@ export async function createDataplane(opts: DataplaneOptions): Promise<Dataplane
 }
 
 /** Opens a compiled image for selection and dumps (no cluster state). */
-export async function openImage(bytes: Uint8Array, opts: { engine?: EngineName } = {}): Promise<Selector> {
+export async function openImage(bytes: Uint8Array, opts: { engine?: EngineName; conntrackCapacity?: number } = {}): Promise<Selector> {
   const s = new Selector(opts);
   s.loadImage(bytes);
   return s;

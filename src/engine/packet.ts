@@ -1,0 +1,201 @@
+// The packet path as the TypeScript side drives it: packets are copied into core memory a batch at a
+// time (one core call per batch), rewritten there by wasm/packet.c, and copied back. Verdicts, reasons,
+// counters and the conntrack table are decoded here; nothing about a packet is decided here.
+
+import type { Core } from './core.js';
+import { formatIp, protocolName } from '../k8s/net.js';
+import {
+  CT, CT_FORWARD, CT_TCP_FIN, CT_TCP_REPLIED, CT_TCP_RST, COUNTER_SLOTS, EVENT_COUNTERS, PACKET_REASONS,
+  PACKET_VERDICTS, PCTX, PKT, REASON_KEYS, REPLY_MAX, TIMEOUTS, type ConntrackTimeouts, type PacketVerdictName,
+} from './packet-layout.js';
+
+/** What the packet path did with one packet. */
+export interface PacketOutcome {
+  verdict: PacketVerdictName;
+  /** Why, in words (PACKET_REASONS), and as the counter key it was counted under (REASON_KEYS). */
+  reason: string;
+  reasonKey: string;
+  /** The Service whose frontend the packet belongs to (forward, reverse, reject, drop by policy). */
+  service?: string;
+  frontend?: { address: string; port: number; protocol: string };
+  /** For a reject: the ICMP error the core wrote, to send back to the client. */
+  reply?: Uint8Array;
+}
+
+/** Raw results of a batch: verdict and reason codes per packet, replies where a reject wrote one. */
+export interface PacketBatchResult {
+  verdicts: Uint8Array;
+  reasons: Uint8Array;
+  /** rev-NAT index of the packet's frontend (0xffffffff when none). */
+  revnat: Uint32Array;
+  replies: (Uint8Array | undefined)[];
+}
+
+export interface ConntrackEntry {
+  protocol: string;
+  client: { address: string; port: number };
+  frontend: { address: string; port: number };
+  backend: { address: string; port: number };
+  /** TCP: syn-sent, established, closing; other protocols: active. */
+  state: string;
+  /** Seconds until the entry expires (at `now`). */
+  expiresIn: number;
+  service?: string;
+}
+
+/** Names a rev-NAT index: the frontend and the Service it belongs to, from the tables being served. */
+export type FrontendNamer = (revnat: number) => { service: string; address: string; port: number; protocol: string } | undefined;
+
+const NONE = 0xffffffff;
+
+export class PacketPath {
+  constructor(private readonly core: Core, private readonly namer: FrontendNamer) {}
+
+  /**
+   * Runs `count` packets of `data` (packet i at offsets[i], lengths[i] bytes, from its first IP header
+   * byte) through the core, one call per batch of up to 256, and writes the rewritten bytes back into
+   * `data`. `now` is in seconds on the scale the conntrack timeouts use.
+   */
+  processBatch(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, now: number): PacketBatchResult {
+    const count = Math.min(offsets.length, lengths.length);
+    const out: PacketBatchResult = {
+      verdicts: new Uint8Array(count), reasons: new Uint8Array(count), revnat: new Uint32Array(count), replies: new Array(count),
+    };
+    const buf = this.core.packetBuffers();
+    let i = 0;
+    while (i < count) {
+      // A chunk: as many packets as fit in the descriptors and the data area, copied with one set().
+      const start = offsets[i] as number;
+      let n = 0;
+      let end = start;
+      while (i + n < count && n < buf.capacity) {
+        const o = offsets[i + n] as number;
+        const e = o + (lengths[i + n] as number);
+        if (o < start || Math.max(end, e) - start > buf.dataSize) break;
+        end = Math.max(end, e);
+        n++;
+      }
+      if (n === 0) throw new RangeError(`packet ${i} (${lengths[i]} bytes at ${offsets[i]}) does not fit the core's packet area of ${buf.dataSize} bytes`);
+      if (end > data.byteLength) throw new RangeError(`packet ${i + n - 1} runs past the end of the data (${end} > ${data.byteLength})`);
+      const mem = this.core.memory;
+      mem.set(data.subarray(start, end), buf.data);
+      const dv = new DataView(mem.buffer, mem.byteOffset);
+      for (let k = 0; k < n; k++) {
+        const d = buf.descriptors + k * PKT.size;
+        dv.setUint32(d + PKT.off, buf.data + (offsets[i + k] as number) - start, true);
+        dv.setUint32(d + PKT.len, lengths[i + k] as number, true);
+        dv.setUint32(d + PKT.replyOff, buf.replies + k * REPLY_MAX, true);
+      }
+      this.core.processPacketsInPlace(n, now);
+      const after = this.core.memory;
+      const adv = new DataView(after.buffer, after.byteOffset);
+      data.set(after.subarray(buf.data, buf.data + (end - start)), start);
+      for (let k = 0; k < n; k++) {
+        const d = buf.descriptors + k * PKT.size;
+        out.verdicts[i + k] = adv.getUint8(d + PKT.verdict);
+        out.reasons[i + k] = adv.getUint8(d + PKT.reason);
+        out.revnat[i + k] = adv.getUint32(d + PKT.revnat, true);
+        const rl = adv.getUint16(d + PKT.replyLen, true);
+        if (rl > 0) out.replies[i + k] = after.slice(buf.replies + k * REPLY_MAX, buf.replies + k * REPLY_MAX + rl);
+      }
+      i += n;
+    }
+    return out;
+  }
+
+  /** Runs packets (each a whole IP packet) through the core, rewriting each array in place. */
+  process(packets: readonly Uint8Array[], now: number): PacketOutcome[] {
+    const total = packets.reduce((s, p) => s + p.byteLength, 0);
+    const data = new Uint8Array(total);
+    const offsets = new Uint32Array(packets.length);
+    const lengths = new Uint32Array(packets.length);
+    let at = 0;
+    packets.forEach((p, i) => {
+      data.set(p, at);
+      offsets[i] = at;
+      lengths[i] = p.byteLength;
+      at += p.byteLength;
+    });
+    const r = this.processBatch(data, offsets, lengths, now);
+    return packets.map((p, i) => {
+      p.set(data.subarray(offsets[i] as number, (offsets[i] as number) + p.byteLength));
+      return this.describe(r, i);
+    });
+  }
+
+  /** Decodes packet `i` of a batch result. */
+  describe(r: PacketBatchResult, i: number): PacketOutcome {
+    const code = r.reasons[i] as number;
+    const o: PacketOutcome = {
+      verdict: PACKET_VERDICTS[r.verdicts[i] as number] ?? 'drop',
+      reason: PACKET_REASONS[code] ?? `reason ${code}`,
+      reasonKey: REASON_KEYS[code] ?? `reason_${code}`,
+    };
+    const rn = r.revnat[i] as number;
+    if (rn !== NONE) {
+      const fe = this.namer(rn);
+      if (fe) {
+        o.service = fe.service;
+        o.frontend = { address: fe.address, port: fe.port, protocol: fe.protocol };
+      }
+    }
+    const reply = r.replies[i];
+    if (reply) o.reply = reply;
+    return o;
+  }
+
+  /** Counters since the dataplane started: packets per reason (REASON_KEYS) and events. */
+  counters(): Record<string, number> {
+    const mem = this.core.memory;
+    const dv = new DataView(mem.buffer, mem.byteOffset);
+    const base = this.core.packetBuffers().pctx + PCTX.counters;
+    const out: Record<string, number> = {};
+    REASON_KEYS.forEach((k, i) => (out[k] = Number(dv.getBigUint64(base + i * 8, true))));
+    for (const [slot, k] of Object.entries(EVENT_COUNTERS)) {
+      if (Number(slot) < COUNTER_SLOTS) out[k] = Number(dv.getBigUint64(base + Number(slot) * 8, true));
+    }
+    return out;
+  }
+
+  /** Sets conntrack timeouts (seconds, at least 1). */
+  setTimeouts(t: ConntrackTimeouts): void {
+    for (const [k, v] of Object.entries(t)) {
+      const which = TIMEOUTS[k as keyof typeof TIMEOUTS];
+      if (which === undefined) throw new RangeError(`unknown conntrack timeout "${k}" (${Object.keys(TIMEOUTS).join(', ')})`);
+      if (v === undefined) continue;
+      if (!Number.isInteger(v) || v < 1 || v > 0xffffffff) throw new RangeError(`conntrack timeout ${k}: must be a whole number of seconds >= 1, got ${v}`);
+      this.core.setPacketTimeout(which, v);
+    }
+  }
+
+  /** Live conntrack flows at `now` (one per flow: its forward entry), ordered by client then frontend. */
+  conntrack(now: number): ConntrackEntry[] {
+    const buf = this.core.packetBuffers();
+    const mem = this.core.memory;
+    const dv = new DataView(mem.buffer, mem.byteOffset);
+    const out: ConntrackEntry[] = [];
+    const addr = (at: number): string => formatIp(mem.subarray(at, at + 16));
+    for (let i = 0; i < buf.conntrackCapacity; i++) {
+      const at = buf.conntrack + i * CT.size;
+      if (mem[at + CT.type] !== CT_FORWARD) continue;
+      const expires = dv.getUint32(at + CT.expires, true);
+      if (!(now < expires)) continue;
+      const proto = mem[at + CT.proto] as number;
+      const tcp = mem[at + CT.tcp] as number;
+      const protocol = protocolName(proto) ?? String(proto);
+      const e: ConntrackEntry = {
+        protocol,
+        client: { address: addr(at + CT.a), port: dv.getUint16(at + CT.aport, true) },
+        frontend: { address: addr(at + CT.b), port: dv.getUint16(at + CT.bport, true) },
+        backend: { address: addr(at + CT.nat), port: dv.getUint16(at + CT.natPort, true) },
+        state: protocol !== 'TCP' ? 'active' : tcp & (CT_TCP_FIN | CT_TCP_RST) ? 'closing' : tcp & CT_TCP_REPLIED ? 'established' : 'syn-sent',
+        expiresIn: expires - now,
+      };
+      const fe = this.namer(dv.getUint32(at + CT.revnat, true));
+      if (fe) e.service = fe.service;
+      out.push(e);
+    }
+    const key = (e: ConntrackEntry): string => `${e.client.address}|${String(e.client.port).padStart(5, '0')}|${e.frontend.address}|${e.frontend.port}|${e.protocol}`;
+    return out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  }
+}

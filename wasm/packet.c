@@ -1,0 +1,766 @@
+/* svcplane packet path: a service load balancer over raw IP packets, on the same image as select().
+ *
+ * Per packet (sp_process_batch): parse (IPv4 with options, IPv6 with extension headers; everything read
+ * is bounds-checked against the packet) -> later fragments: the translation their first fragment got ->
+ * ICMP errors: translate the quoted flow -> TCP/UDP/SCTP to a frontend: conntrack hit (keep the backend
+ * while it is in the list) or a new selection (select.h), DNAT -> otherwise a reply of a tracked flow:
+ * reverse NAT -> otherwise pass untouched. Checksums are updated incrementally (RFC 1624), never
+ * recomputed, except SCTP's CRC32c which covers the ports. Rules and their reasons: ARCHITECTURE.md,
+ * "Packet path". Freestanding C11, no globals: the conntrack table and counters are in a host-provided
+ * sp_pctx, time is an argument.
+ */
+#include "select.h"
+#include "packet.h"
+
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_SCTP 132
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+#define CT_PROBE 8        /* slots examined per conntrack lookup/insert: O(1) whatever the load */
+#define EXT_MAX 8         /* IPv6 extension headers walked before the packet counts as malformed */
+
+/* ---- bytes and checksums ---- */
+
+static inline u32 be16(const u8 *p) { return (u32)p[0] << 8 | p[1]; }
+static inline u32 be32(const u8 *p) { return be16(p) << 16 | be16(p + 2); }
+static inline void put16(u8 *p, u32 v) {
+  p[0] = (u8)(v >> 8);
+  p[1] = (u8)v;
+}
+
+/* RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'): the delta of replacing the 16-bit words `old` by `new_`
+ * (n even, both aligned alike relative to the checksummed data), to add into each checksum covering them. */
+static inline u32 csum_delta(u32 acc, const u8 *old, const u8 *new_, u32 n) {
+  for (u32 i = 0; i < n; i += 2) acc += (~be16(old + i) & 0xffffu) + be16(new_ + i);
+  return acc;
+}
+
+static inline u32 fold(u32 s) {
+  s = (s & 0xffffu) + (s >> 16);
+  return (s & 0xffffu) + (s >> 16);
+}
+
+/* Applies a delta to the checksum at `field`; returns the delta of the field's own change, for an
+ * enclosing checksum (an ICMP error's, over a quoted header). */
+static inline u32 csum_apply(u8 *field, u32 acc) {
+  u8 old[2] = {field[0], field[1]};
+  put16(field, ~fold((~be16(field) & 0xffffu) + fold(acc)) & 0xffffu);
+  return csum_delta(0, old, field, 2);
+}
+
+/* Writes n bytes (even) at `at`; returns the delta of the change. */
+static inline u32 patch(u8 *at, const u8 *new_, u32 n) {
+  u32 acc = csum_delta(0, at, new_, n);
+  __builtin_memcpy(at, new_, n);
+  return acc;
+}
+
+/* Internet checksum of n bytes (RFC 1071), starting from `acc`. */
+static u32 csum_sum(u32 acc, const u8 *p, u32 n) {
+  u32 i = 0;
+  for (; i + 1 < n; i += 2) acc += be16(p + i);
+  if (i < n) acc += (u32)p[i] << 8;
+  return fold(acc);
+}
+
+/* CRC32c (Castagnoli, reflected 0x82F63B78) for SCTP's checksum (RFC 4960 appendix B). */
+static const u32 crc32c_table[256] = {
+  0x00000000u, 0xf26b8303u, 0xe13b70f7u, 0x1350f3f4u, 0xc79a971fu, 0x35f1141cu, 0x26a1e7e8u, 0xd4ca64ebu,
+  0x8ad958cfu, 0x78b2dbccu, 0x6be22838u, 0x9989ab3bu, 0x4d43cfd0u, 0xbf284cd3u, 0xac78bf27u, 0x5e133c24u,
+  0x105ec76fu, 0xe235446cu, 0xf165b798u, 0x030e349bu, 0xd7c45070u, 0x25afd373u, 0x36ff2087u, 0xc494a384u,
+  0x9a879fa0u, 0x68ec1ca3u, 0x7bbcef57u, 0x89d76c54u, 0x5d1d08bfu, 0xaf768bbcu, 0xbc267848u, 0x4e4dfb4bu,
+  0x20bd8edeu, 0xd2d60dddu, 0xc186fe29u, 0x33ed7d2au, 0xe72719c1u, 0x154c9ac2u, 0x061c6936u, 0xf477ea35u,
+  0xaa64d611u, 0x580f5512u, 0x4b5fa6e6u, 0xb93425e5u, 0x6dfe410eu, 0x9f95c20du, 0x8cc531f9u, 0x7eaeb2fau,
+  0x30e349b1u, 0xc288cab2u, 0xd1d83946u, 0x23b3ba45u, 0xf779deaeu, 0x05125dadu, 0x1642ae59u, 0xe4292d5au,
+  0xba3a117eu, 0x4851927du, 0x5b016189u, 0xa96ae28au, 0x7da08661u, 0x8fcb0562u, 0x9c9bf696u, 0x6ef07595u,
+  0x417b1dbcu, 0xb3109ebfu, 0xa0406d4bu, 0x522bee48u, 0x86e18aa3u, 0x748a09a0u, 0x67dafa54u, 0x95b17957u,
+  0xcba24573u, 0x39c9c670u, 0x2a993584u, 0xd8f2b687u, 0x0c38d26cu, 0xfe53516fu, 0xed03a29bu, 0x1f682198u,
+  0x5125dad3u, 0xa34e59d0u, 0xb01eaa24u, 0x42752927u, 0x96bf4dccu, 0x64d4cecfu, 0x77843d3bu, 0x85efbe38u,
+  0xdbfc821cu, 0x2997011fu, 0x3ac7f2ebu, 0xc8ac71e8u, 0x1c661503u, 0xee0d9600u, 0xfd5d65f4u, 0x0f36e6f7u,
+  0x61c69362u, 0x93ad1061u, 0x80fde395u, 0x72966096u, 0xa65c047du, 0x5437877eu, 0x4767748au, 0xb50cf789u,
+  0xeb1fcbadu, 0x197448aeu, 0x0a24bb5au, 0xf84f3859u, 0x2c855cb2u, 0xdeeedfb1u, 0xcdbe2c45u, 0x3fd5af46u,
+  0x7198540du, 0x83f3d70eu, 0x90a324fau, 0x62c8a7f9u, 0xb602c312u, 0x44694011u, 0x5739b3e5u, 0xa55230e6u,
+  0xfb410cc2u, 0x092a8fc1u, 0x1a7a7c35u, 0xe811ff36u, 0x3cdb9bddu, 0xceb018deu, 0xdde0eb2au, 0x2f8b6829u,
+  0x82f63b78u, 0x709db87bu, 0x63cd4b8fu, 0x91a6c88cu, 0x456cac67u, 0xb7072f64u, 0xa457dc90u, 0x563c5f93u,
+  0x082f63b7u, 0xfa44e0b4u, 0xe9141340u, 0x1b7f9043u, 0xcfb5f4a8u, 0x3dde77abu, 0x2e8e845fu, 0xdce5075cu,
+  0x92a8fc17u, 0x60c37f14u, 0x73938ce0u, 0x81f80fe3u, 0x55326b08u, 0xa759e80bu, 0xb4091bffu, 0x466298fcu,
+  0x1871a4d8u, 0xea1a27dbu, 0xf94ad42fu, 0x0b21572cu, 0xdfeb33c7u, 0x2d80b0c4u, 0x3ed04330u, 0xccbbc033u,
+  0xa24bb5a6u, 0x502036a5u, 0x4370c551u, 0xb11b4652u, 0x65d122b9u, 0x97baa1bau, 0x84ea524eu, 0x7681d14du,
+  0x2892ed69u, 0xdaf96e6au, 0xc9a99d9eu, 0x3bc21e9du, 0xef087a76u, 0x1d63f975u, 0x0e330a81u, 0xfc588982u,
+  0xb21572c9u, 0x407ef1cau, 0x532e023eu, 0xa145813du, 0x758fe5d6u, 0x87e466d5u, 0x94b49521u, 0x66df1622u,
+  0x38cc2a06u, 0xcaa7a905u, 0xd9f75af1u, 0x2b9cd9f2u, 0xff56bd19u, 0x0d3d3e1au, 0x1e6dcdeeu, 0xec064eedu,
+  0xc38d26c4u, 0x31e6a5c7u, 0x22b65633u, 0xd0ddd530u, 0x0417b1dbu, 0xf67c32d8u, 0xe52cc12cu, 0x1747422fu,
+  0x49547e0bu, 0xbb3ffd08u, 0xa86f0efcu, 0x5a048dffu, 0x8ecee914u, 0x7ca56a17u, 0x6ff599e3u, 0x9d9e1ae0u,
+  0xd3d3e1abu, 0x21b862a8u, 0x32e8915cu, 0xc083125fu, 0x144976b4u, 0xe622f5b7u, 0xf5720643u, 0x07198540u,
+  0x590ab964u, 0xab613a67u, 0xb831c993u, 0x4a5a4a90u, 0x9e902e7bu, 0x6cfbad78u, 0x7fab5e8cu, 0x8dc0dd8fu,
+  0xe330a81au, 0x115b2b19u, 0x020bd8edu, 0xf0605beeu, 0x24aa3f05u, 0xd6c1bc06u, 0xc5914ff2u, 0x37faccf1u,
+  0x69e9f0d5u, 0x9b8273d6u, 0x88d28022u, 0x7ab90321u, 0xae7367cau, 0x5c18e4c9u, 0x4f48173du, 0xbd23943eu,
+  0xf36e6f75u, 0x0105ec76u, 0x12551f82u, 0xe03e9c81u, 0x34f4f86au, 0xc69f7b69u, 0xd5cf889du, 0x27a40b9eu,
+  0x79b737bau, 0x8bdcb4b9u, 0x988c474du, 0x6ae7c44eu, 0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,};
+
+static u32 crc32c(const u8 *p, u32 n) {
+  u32 c = 0xffffffffu;
+  for (u32 i = 0; i < n; i++) c = crc32c_table[(c ^ p[i]) & 0xffu] ^ (c >> 8);
+  return ~c;
+}
+
+/* ---- parsing ---- */
+
+/* A parsed packet: where its headers are, and its flow in the image's 16-byte address form. */
+struct pkt {
+  u8 *ip;
+  u32 total;        /* bytes of the datagram (IPv4 total length / IPv6 40 + payload length) */
+  u8 v6;
+  u8 proto;         /* upper-layer protocol after any extension headers */
+  u8 frag;          /* 0: not a fragment, 1: first fragment (more follow), 2: a later fragment */
+  u8 alen;          /* 4 or 16: bytes of an address in the packet */
+  u32 frag_id;
+  u32 l4;           /* offset of the upper-layer header */
+  u8 *saddr, *daddr;
+  u8 src[16], dst[16];
+  u32 sport, dport;
+};
+
+static inline void map_addr(u8 *out16, const u8 *a, u32 alen) {
+  if (alen == 16) {
+    __builtin_memcpy(out16, a, 16);
+    return;
+  }
+  __builtin_memset(out16, 0, 10);
+  out16[10] = 0xff;
+  out16[11] = 0xff;
+  __builtin_memcpy(out16 + 12, a, 4);
+}
+
+/* Walks IPv6 extension headers from `off` with next header `nh`, within `total` bytes; fills proto,
+ * l4 and the fragment fields. Returns a PR_* drop/pass reason, or PR_COUNT when the walk succeeded. */
+static u32 walk_ipv6(struct pkt *p, u32 off, u32 nh, u32 total) {
+  for (u32 n = 0;; n++) {
+    if (nh != 0 && nh != 43 && nh != 44 && nh != 51 && nh != 60) break;
+    if (n == EXT_MAX || off + 8 > total) return PR_MALFORMED_EXT;
+    const u8 *h = p->ip + off;
+    u32 len;
+    if (nh == 44) { /* Fragment: fixed 8 bytes */
+      u32 fo = be16(h + 2);
+      p->frag_id = be32(h + 4);
+      len = 8;
+      if ((fo & 0xfff8u) != 0) {
+        p->frag = 2;
+        p->proto = h[0];
+        p->l4 = off + 8;
+        return PR_COUNT; /* the rest is not a header */
+      }
+      if (fo & 1u) p->frag = 1;
+    } else if (nh == 51) { /* Authentication Header: length in 4-byte units, minus 2 */
+      len = ((u32)h[1] + 2) * 4;
+    } else {
+      len = ((u32)h[1] + 1) * 8;
+      if (nh == 43 && h[3] != 0) return PR_ROUTED; /* segments left: we are not the final destination */
+    }
+    nh = h[0];
+    off += len;
+    if (off > total) return PR_MALFORMED_EXT;
+  }
+  p->proto = (u8)nh;
+  p->l4 = off;
+  return PR_COUNT;
+}
+
+/* Parses the IP header of `len` bytes at `ip`. Returns PR_COUNT when the packet is well-formed enough to
+ * be handled, else the PR_* reason to drop (or pass) it with. `quoted`: an IP header quoted inside an
+ * ICMP error, whose length fields describe the original packet, not the bytes at hand. */
+static u32 parse_ip(struct pkt *p, u8 *ip, u32 len, int quoted) {
+  p->ip = ip;
+  p->frag = 0;
+  p->frag_id = 0;
+  if (len < 20) return PR_MALFORMED_IP;
+  u32 version = ip[0] >> 4;
+  if (version == 4) {
+    u32 ihl = (ip[0] & 0xfu) * 4;
+    u32 total = be16(ip + 2);
+    if (ihl < 20 || ihl > len) return PR_MALFORMED_IP;
+    if (quoted) total = len;
+    else if (total < ihl || total > len) return PR_MALFORMED_IP;
+    u32 fo = be16(ip + 6);
+    p->frag_id = be16(ip + 4);
+    if ((fo & 0x1fffu) != 0) p->frag = 2;
+    else if (fo & 0x2000u) p->frag = 1;
+    p->v6 = 0;
+    p->alen = 4;
+    p->total = total;
+    p->proto = ip[9];
+    p->l4 = ihl;
+    p->saddr = ip + 12;
+    p->daddr = ip + 16;
+  } else if (version == 6) {
+    if (len < 40) return PR_MALFORMED_IP;
+    u32 total = 40 + be16(ip + 4);
+    if (quoted) total = len;
+    else if (total == 40 + 0 && ip[6] == 0) return PR_MALFORMED_IP; /* jumbogram (RFC 2675): unsupported */
+    else if (total > len) return PR_MALFORMED_IP;
+    p->v6 = 1;
+    p->alen = 16;
+    p->total = total;
+    p->saddr = ip + 8;
+    p->daddr = ip + 24;
+    u32 r = walk_ipv6(p, 40, ip[6], total);
+    if (r != PR_COUNT) return r;
+  } else {
+    return PR_MALFORMED_IP;
+  }
+  map_addr(p->src, p->saddr, p->alen);
+  map_addr(p->dst, p->daddr, p->alen);
+  p->sport = p->dport = 0;
+  return PR_COUNT;
+}
+
+static inline int is_l4(u32 proto) { return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP; }
+
+/* Bytes of header a rewrite needs: ports and the checksum. */
+static inline u32 l4_min(u32 proto) { return proto == IPPROTO_TCP ? 20 : proto == IPPROTO_UDP ? 8 : 12; }
+
+/* Checks the TCP/UDP/SCTP header of a (non-quoted, not later-fragment) packet and reads its ports. */
+static u32 parse_l4(struct pkt *p) {
+  u32 avail = p->total - p->l4;
+  if (avail < l4_min(p->proto)) return PR_MALFORMED_L4;
+  const u8 *h = p->ip + p->l4;
+  if (p->proto == IPPROTO_TCP) {
+    u32 doff = (u32)(h[12] >> 4) * 4;
+    if (doff < 20 || doff > avail) return PR_MALFORMED_L4;
+  } else if (p->proto == IPPROTO_UDP) {
+    u32 ulen = be16(h + 4);
+    if (p->frag == 0 && (ulen < 8 || ulen > avail)) return PR_MALFORMED_L4;
+    if (p->v6 && be16(h + 6) == 0) return PR_MALFORMED_L4; /* RFC 8200 8.1: zero UDP checksum over IPv6 */
+  }
+  p->sport = be16(h);
+  p->dport = be16(h + 2);
+  return PR_COUNT;
+}
+
+/* ---- rewriting ---- */
+
+/* Replaces the source or destination address (16-byte image form) and, unless port is SP_NONE, the port
+ * of a packet: IPv4 header checksum and TCP/UDP checksum updated incrementally (an IPv4 UDP checksum of 0
+ * stays 0), SCTP's CRC32c recomputed. Returns the delta of every changed byte, for an enclosing ICMP
+ * checksum when the packet is a quoted one (`quoted_len`: bytes available after the header). */
+static u32 rewrite(struct pkt *p, int dst, const u8 *addr16, u32 port, u32 l4_avail) {
+  u8 *field = dst ? p->daddr : p->saddr;
+  u32 addr_acc = patch(field, p->v6 ? addr16 : addr16 + 12, p->alen);
+  u32 outer = addr_acc;
+  if (!p->v6) outer += csum_apply(p->ip + 10, addr_acc);
+  if (p->frag == 2) return outer; /* no upper-layer header in this fragment */
+  u8 *h = p->ip + p->l4;
+  u32 l4_acc = addr_acc; /* the pseudo-header covers the addresses */
+  if (port != SP_NONE && l4_avail >= 4) {
+    u8 np[2];
+    put16(np, port);
+    u32 d = patch(h + (dst ? 2 : 0), np, 2);
+    l4_acc += d;
+    outer += d;
+  }
+  if (p->proto == IPPROTO_TCP && l4_avail >= 18) {
+    outer += csum_apply(h + 16, l4_acc);
+  } else if (p->proto == IPPROTO_UDP && l4_avail >= 8 && be16(h + 6) != 0) {
+    outer += csum_apply(h + 6, l4_acc);
+    if (be16(h + 6) == 0) { /* RFC 768: a computed 0 is sent as all ones */
+      u8 ones[2] = {0xff, 0xff};
+      outer += patch(h + 6, ones, 2);
+    }
+  } else if (p->proto == IPPROTO_SCTP && port != SP_NONE && l4_avail == p->total - p->l4 && l4_avail >= 12) {
+    u8 old[4] = {h[8], h[9], h[10], h[11]};
+    h[8] = h[9] = h[10] = h[11] = 0;
+    u32 c = crc32c(h, l4_avail);
+    u8 nc[4] = {(u8)c, (u8)(c >> 8), (u8)(c >> 16), (u8)(c >> 24)}; /* stored little-endian, as Linux */
+    __builtin_memcpy(h + 8, old, 4);
+    outer += patch(h + 8, nc, 4);
+  }
+  return outer;
+}
+
+/* ---- conntrack: bounded open addressing, per-instance seed, eviction of the soonest-expiring ---- */
+
+struct ct_key {
+  const u8 *a, *b;
+  u32 aport, bport, proto, type;
+};
+
+static inline struct sp_ct *ct_at(const struct sp_pctx *pc, u32 i) {
+  return (struct sp_ct *)mem_at(pc->ct_off) + (i & pc->ct_mask);
+}
+
+static inline u32 ct_hash(const struct sp_pctx *pc, const struct ct_key *k) {
+  u32 h = pc->ct_seed;
+  for (u32 i = 0; i < 16; i += 4) h = mm3_round(h, ld32(k->a + i));
+  for (u32 i = 0; i < 16; i += 4) h = mm3_round(h, ld32(k->b + i));
+  h = mm3_round(h, k->aport | k->bport << 16);
+  h = mm3_round(h, k->proto | k->type << 8);
+  return mm3_fmix(h ^ 40u);
+}
+
+static inline int ct_match(const struct sp_ct *e, const struct ct_key *k) {
+  return e->type == k->type && e->aport == k->aport && e->bport == k->bport && e->proto == k->proto &&
+         addr_eq(e->a, k->a) && addr_eq(e->b, k->b);
+}
+
+static inline int ct_live(const struct sp_ct *e, u32 now) { return e->type != CT_EMPTY && now < e->expires; }
+
+static struct sp_ct *ct_find(const struct sp_pctx *pc, const struct ct_key *k, u32 now, u32 *index) {
+  u32 home = ct_hash(pc, k);
+  for (u32 i = 0; i < CT_PROBE; i++) {
+    struct sp_ct *e = ct_at(pc, home + i);
+    if (ct_match(e, k) && now < e->expires) {
+      *index = (home + i) & pc->ct_mask;
+      return e;
+    }
+  }
+  return 0;
+}
+
+/* The other entry of a flow, when it still points back at `e` (it may have been evicted and reused). */
+static struct sp_ct *ct_peer(const struct sp_pctx *pc, const struct sp_ct *e, u32 index) {
+  if (e->type != CT_FORWARD && e->type != CT_REPLY) return 0;
+  struct sp_ct *p = ct_at(pc, e->peer);
+  if (p->peer != index || p->type == e->type || (p->type != CT_FORWARD && p->type != CT_REPLY)) return 0;
+  return p;
+}
+
+static void ct_kill(struct sp_pctx *pc, struct sp_ct *e, u32 index) {
+  struct sp_ct *p = ct_peer(pc, e, index);
+  if (p) p->type = CT_EMPTY;
+  e->type = CT_EMPTY;
+}
+
+/* A slot for key `k`: its own entry, else a free or expired one, else (the window is full) the live
+ * entry closest to expiry, evicted with its peer and counted. Never the slot `avoid`. */
+static struct sp_ct *ct_claim(struct sp_pctx *pc, const struct ct_key *k, u32 now, u32 avoid, u32 *index) {
+  u32 home = ct_hash(pc, k);
+  struct sp_ct *victim = 0;
+  u32 vi = 0;
+  for (u32 i = 0; i < CT_PROBE; i++) {
+    u32 at = (home + i) & pc->ct_mask;
+    if (at == avoid) continue;
+    struct sp_ct *e = ct_at(pc, at);
+    if (e->type != CT_EMPTY && ct_match(e, k)) {
+      victim = e;
+      vi = at;
+      break;
+    }
+    if (victim && !ct_live(victim, now)) continue;
+    if (!victim || !ct_live(e, now) || e->expires < victim->expires) {
+      victim = e;
+      vi = at;
+    }
+  }
+  if (!victim) return 0; /* only with a table of a single slot */
+  if (ct_live(victim, now)) {
+    if (!ct_match(victim, k)) pc->counters[C_CT_EVICTED]++;
+    ct_kill(pc, victim, vi);
+  } else if (victim->type != CT_EMPTY) {
+    ct_kill(pc, victim, vi);
+  }
+  __builtin_memcpy(victim->a, k->a, 16);
+  __builtin_memcpy(victim->b, k->b, 16);
+  victim->aport = (u16)k->aport;
+  victim->bport = (u16)k->bport;
+  victim->proto = (u8)k->proto;
+  victim->type = (u8)k->type;
+  victim->tcp = 0;
+  victim->dir = 0;
+  victim->pad = 0;
+  victim->peer = SP_NONE;
+  victim->be_index = 0;
+  victim->revnat = SP_NONE;
+  victim->reserved = 0;
+  *index = vi;
+  return victim;
+}
+
+static inline u32 ct_expiry(u32 now, u32 timeout) {
+  u32 t = now + timeout;
+  return t < now ? 0xffffffffu : t;
+}
+
+/* TCP state from this packet's flags (`from_client`: the forward direction), then the timeout it gives. */
+static u32 ct_timeout(const struct sp_pctx *pc, struct sp_ct *fwd, const struct pkt *p, int from_client) {
+  if (p->proto == IPPROTO_UDP) return pc->timeout[T_UDP];
+  if (p->proto == IPPROTO_SCTP) return pc->timeout[T_SCTP];
+  if (p->frag != 2 && p->proto == IPPROTO_TCP) {
+    u32 flags = p->ip[p->l4 + 13];
+    if (flags & TCP_RST) fwd->tcp |= CT_TCP_RST;
+    if (flags & TCP_FIN) fwd->tcp |= CT_TCP_FIN;
+    if (from_client && (flags & TCP_SYN)) fwd->tcp |= CT_TCP_SYN;
+    if (!from_client) fwd->tcp |= CT_TCP_REPLIED;
+  }
+  if (fwd->tcp & (CT_TCP_FIN | CT_TCP_RST)) return pc->timeout[T_TCP_CLOSING];
+  if (fwd->tcp & CT_TCP_REPLIED) return pc->timeout[T_TCP_ESTABLISHED];
+  return pc->timeout[T_TCP_SYN];
+}
+
+/* Refreshes both entries of a flow after a packet in either direction. */
+static void ct_touch(struct sp_pctx *pc, struct sp_ct *fwd, u32 fwd_index, const struct pkt *p, int from_client, u32 now) {
+  fwd->expires = ct_expiry(now, ct_timeout(pc, fwd, p, from_client));
+  struct sp_ct *r = ct_peer(pc, fwd, fwd_index);
+  if (r) r->expires = fwd->expires;
+}
+
+/* Remembers a first fragment's translation for the later fragments of its datagram (which carry no
+ * ports): keyed by the addresses they will arrive with, the IP identification and the protocol. */
+static void frag_track(struct sp_pctx *pc, const struct pkt *p, const u8 *src16, const u8 *dst16, int rewrite_src,
+                       const u8 *nat16, u32 now) {
+  struct ct_key k = {src16, dst16, p->frag_id >> 16, p->frag_id & 0xffffu, p->proto, CT_FRAGMENT};
+  u32 idx;
+  struct sp_ct *e = ct_claim(pc, &k, now, SP_NONE, &idx);
+  if (!e) return;
+  __builtin_memcpy(e->nat, nat16, 16);
+  e->nat_port = 0;
+  e->dir = (u8)rewrite_src;
+  e->expires = ct_expiry(now, pc->timeout[T_FRAGMENT]);
+  pc->counters[C_FRAG_TRACKED]++;
+}
+
+/* ---- verdicts ---- */
+
+static inline void set_verdict(struct sp_pkt *d, u32 v, u32 reason) {
+  d->verdict = (u8)v;
+  d->reason = (u8)reason;
+}
+
+/* Would an ICMP error to this source be allowed (RFC 1122 3.2.2, RFC 4443 2.4: not to a non-unicast)? */
+static int unicast_source(const struct pkt *p) {
+  const u8 *s = p->saddr;
+  if (!p->v6) {
+    if (s[0] >= 224 || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0)) return 0;
+    return 1;
+  }
+  if (s[0] == 0xff) return 0;
+  for (u32 i = 0; i < 16; i++)
+    if (s[i]) return 1;
+  return 0;
+}
+
+/* Reject: writes an ICMP "port unreachable" from the frontend address to the client into the reply slot,
+ * quoting the packet as received (kube-proxy's REJECT target: icmp-port-unreachable, for every protocol;
+ * Cilium answers services without backends the same way). */
+static void write_reject(struct sp_pctx *pc, struct sp_pkt *d, const struct pkt *p) {
+  u32 hl = p->v6 ? 40 : 20;
+  u32 max = p->v6 ? SP_REPLY_MAX : 576;
+  if (d->reply_off == 0 || !in_memory(d->reply_off, SP_REPLY_MAX) || !unicast_source(p)) {
+    pc->counters[C_REPLY_NO_SLOT]++;
+    return;
+  }
+  u8 *o = mem_at(d->reply_off);
+  u32 quote = p->total < max - hl - 8 ? p->total : max - hl - 8;
+  u32 icmp_len = 8 + quote;
+  __builtin_memset(o, 0, hl + 8);
+  if (!p->v6) {
+    o[0] = 0x45;
+    put16(o + 2, hl + icmp_len);
+    o[8] = 64;
+    o[9] = IPPROTO_ICMP;
+    __builtin_memcpy(o + 12, p->daddr, 4);
+    __builtin_memcpy(o + 16, p->saddr, 4);
+    put16(o + 10, ~csum_sum(0, o, 20) & 0xffffu);
+    o[20] = 3; /* destination unreachable */
+    o[21] = 3; /* port unreachable */
+  } else {
+    o[0] = 0x60;
+    put16(o + 4, icmp_len);
+    o[6] = IPPROTO_ICMPV6;
+    o[7] = 64;
+    __builtin_memcpy(o + 8, p->daddr, 16);
+    __builtin_memcpy(o + 24, p->saddr, 16);
+    o[40] = 1; /* destination unreachable */
+    o[41] = 4; /* port unreachable */
+  }
+  __builtin_memcpy(o + hl + 8, p->ip, quote);
+  u32 acc = 0;
+  if (p->v6) { /* pseudo-header: addresses, upper-layer length, next header */
+    acc = csum_sum(acc, o + 8, 32);
+    acc += icmp_len + IPPROTO_ICMPV6;
+  }
+  put16(o + hl + 2, ~csum_sum(acc, o + hl, icmp_len) & 0xffffu);
+  d->reply_len = (u16)(hl + icmp_len);
+}
+
+/* ---- the three kinds of packets ---- */
+
+/* A later fragment: translated like its first fragment, if that one was seen. */
+static void later_fragment(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32 now) {
+  struct ct_key k = {p->src, p->dst, p->frag_id >> 16, p->frag_id & 0xffffu, p->proto, CT_FRAGMENT};
+  u32 idx;
+  struct sp_ct *e = ct_find(pc, &k, now, &idx);
+  if (!e) return set_verdict(d, PV_PASS, PR_FRAGMENT_UNTRACKED);
+  rewrite(p, !e->dir, e->nat, SP_NONE, 0);
+  set_verdict(d, e->dir ? PV_REVERSE : PV_FORWARD, e->dir ? PR_FRAGMENT_REVERSE : PR_FRAGMENT_FORWARD);
+}
+
+/* The backend a flow's entry names, if it is still in list `l`: its position is a hint, checked. */
+static u32 list_find(const struct view *v, const struct sp_list *l, struct sp_ct *e) {
+  const struct sp_backend *be = (const struct sp_backend *)(v->base + l->be_off);
+  if (e->be_index < l->be_count && be[e->be_index].port == e->nat_port && addr_eq(be[e->be_index].addr, e->nat))
+    return e->be_index;
+  for (u32 i = 0; i < l->be_count; i++) {
+    if (be[i].port == e->nat_port && addr_eq(be[i].addr, e->nat)) {
+      e->be_index = i;
+      return i;
+    }
+  }
+  return SP_NONE;
+}
+
+/* Creates (or re-points) the reply entry of forward entry `fwd`: backend -> client, naming the frontend. */
+static void ct_link_reply(struct sp_pctx *pc, struct sp_ct *fwd, u32 fwd_index, u32 now) {
+  struct sp_ct *old = ct_peer(pc, fwd, fwd_index);
+  if (old) old->type = CT_EMPTY;
+  struct ct_key k = {fwd->nat, fwd->a, fwd->nat_port, fwd->aport, fwd->proto, CT_REPLY};
+  u32 ri;
+  struct sp_ct *r = ct_claim(pc, &k, now, fwd_index, &ri);
+  fwd->peer = ri;
+  if (!r) return;
+  __builtin_memcpy(r->nat, fwd->b, 16);
+  r->nat_port = fwd->bport;
+  r->peer = fwd_index;
+  r->revnat = fwd->revnat;
+  r->expires = fwd->expires;
+}
+
+/* TCP, UDP or SCTP. */
+static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view *v, struct sp_pkt *d, struct pkt *p,
+                      u32 now) {
+  struct sp_flow f;
+  __builtin_memcpy(f.src, p->src, 16);
+  __builtin_memcpy(f.dst, p->dst, 16);
+  f.sport = (u16)p->sport;
+  f.dport = (u16)p->dport;
+  f.proto = p->proto;
+  struct sp_result r;
+  result_reset(&r);
+  const struct sp_frontend *fe = 0;
+  const struct sp_service *svc = 0;
+  const struct sp_list *l = select_list(v, &f, &r, &fe, &svc);
+
+  if (r.frontend == SP_NONE) { /* not a frontend: a reply of a tracked flow, or nothing of ours */
+    struct ct_key k = {p->src, p->dst, p->sport, p->dport, p->proto, CT_REPLY};
+    u32 ri;
+    struct sp_ct *e = ct_find(pc, &k, now, &ri);
+    struct sp_ct *fwd = e ? ct_peer(pc, e, ri) : 0;
+    if (!fwd) return set_verdict(d, PV_PASS, PR_NOT_SERVICE);
+    u8 orig_src[16];
+    __builtin_memcpy(orig_src, p->src, 16);
+    rewrite(p, 0, e->nat, e->nat_port, p->total - p->l4);
+    ct_touch(pc, fwd, e->peer, p, 0, now);
+    if (p->frag == 1) frag_track(pc, p, orig_src, p->dst, 1, e->nat, now);
+    d->revnat = e->revnat;
+    d->ct = e->peer;
+    return set_verdict(d, PV_REVERSE, PR_REVERSE);
+  }
+
+  d->revnat = fe->revnat;
+  if (!l) {
+    if (r.verdict == V_REJECT) {
+      write_reject(pc, d, p);
+      return set_verdict(d, PV_REJECT, PR_NO_ENDPOINTS);
+    }
+    return set_verdict(d, PV_DROP, r.reason == R_SOURCE_RANGE         ? PR_SOURCE_RANGE
+                                   : r.reason == R_NO_LOCAL_ENDPOINTS ? PR_NO_LOCAL_ENDPOINTS
+                                                                      : PR_BAD_IMAGE);
+  }
+  if (p->proto == IPPROTO_SCTP && p->frag) return set_verdict(d, PV_DROP, PR_FRAGMENT_SCTP);
+
+  struct ct_key k = {p->src, p->dst, p->sport, p->dport, p->proto, CT_FORWARD};
+  u32 fi;
+  struct sp_ct *e = ct_find(pc, &k, now, &fi);
+  u32 reason = PR_ESTABLISHED;
+  if (e && p->proto == IPPROTO_TCP && (e->tcp & (CT_TCP_FIN | CT_TCP_RST)) &&
+      (p->ip[p->l4 + 13] & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+    reason = PR_RESELECTED; /* a new connection reusing the client port of a closing one */
+  } else if (e && list_find(v, l, e) == SP_NONE) {
+    reason = PR_RESELECTED; /* its backend left the list: the next packet picks a new one */
+  }
+  if (!e || reason == PR_RESELECTED) {
+    select_backend(ctx, v, svc, l, &f, &r, now);
+    if (r.verdict != V_FORWARD) return set_verdict(d, PV_DROP, PR_BAD_IMAGE);
+    const struct sp_backend *be = (const struct sp_backend *)(v->base + r.backend);
+    if (!(svc->flags & SVC_F_IPV6) != !p->v6 || (!p->v6 && ld32(be->addr + 8) != 0xffff0000u))
+      return set_verdict(d, PV_DROP, PR_BAD_IMAGE);
+    if (!e) {
+      e = ct_claim(pc, &k, now, SP_NONE, &fi);
+      if (!e) return set_verdict(d, PV_DROP, PR_BAD_IMAGE);
+      reason = r.reason == R_AFFINITY ? PR_NEW_AFFINITY : PR_NEW;
+      pc->counters[C_CT_CREATED]++;
+    } else {
+      e->tcp = 0;
+    }
+    __builtin_memcpy(e->nat, be->addr, 16);
+    e->nat_port = be->port;
+    e->be_index = (r.backend - l->be_off) / (u32)sizeof(struct sp_backend);
+    e->revnat = fe->revnat;
+    e->expires = now + 1; /* refreshed by ct_touch below */
+    ct_link_reply(pc, e, fi, now);
+  }
+  u8 orig_dst[16];
+  __builtin_memcpy(orig_dst, p->dst, 16);
+  rewrite(p, 1, e->nat, e->nat_port, p->total - p->l4);
+  ct_touch(pc, e, fi, p, 1, now);
+  if (p->frag == 1) frag_track(pc, p, p->src, orig_dst, 0, e->nat, now);
+  d->ct = fi;
+  set_verdict(d, PV_FORWARD, reason);
+}
+
+static int icmp_is_error(u32 v6, u32 type) {
+  return v6 ? (type >= 1 && type <= 4) : (type == 3 || type == 11 || type == 12);
+}
+
+/* An ICMP error quoting a packet of a translated flow (RFC 5508 / RFC 3022 behaviour): the quoted header
+ * is translated back the way its flow was, and so is the outer address that names the translated end. */
+static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32 now) {
+  u32 avail = p->total - p->l4;
+  u8 *icmp = p->ip + p->l4;
+  if (avail < 8) return set_verdict(d, PV_DROP, PR_MALFORMED_L4);
+  if (p->frag != 0 || !icmp_is_error(p->v6, icmp[0])) return set_verdict(d, PV_PASS, PR_NOT_SERVICE);
+  struct pkt in;
+  if (parse_ip(&in, icmp + 8, avail - 8, 1) != PR_COUNT || in.v6 != p->v6 || !is_l4(in.proto) || in.frag == 2 ||
+      in.total < in.l4 + 4)
+    return set_verdict(d, PV_PASS, PR_NOT_SERVICE);
+  in.sport = be16(in.ip + in.l4);
+  in.dport = be16(in.ip + in.l4 + 2);
+  u32 in_avail = in.total - in.l4;
+
+  /* The quoted packet went client -> backend (we DNATed it): the error goes back to the client. */
+  struct ct_key rk = {in.dst, in.src, in.dport, in.sport, in.proto, CT_REPLY};
+  u32 idx;
+  struct sp_ct *e = ct_find(pc, &rk, now, &idx);
+  if (e && ct_peer(pc, e, idx)) {
+    u32 acc = rewrite(&in, 1, e->nat, e->nat_port, in_avail); /* changes inside the ICMP message */
+    u8 be16b[16];
+    map_addr(be16b, p->saddr, p->alen);
+    if (addr_eq(be16b, e->a)) { /* sent by the backend itself: it must appear to come from the frontend */
+      u32 a = patch(p->saddr, p->v6 ? e->nat : e->nat + 12, p->alen);
+      if (!p->v6) csum_apply(p->ip + 10, a);
+      else acc += a; /* ICMPv6's pseudo-header */
+    }
+    csum_apply(icmp + 2, acc);
+    d->revnat = e->revnat;
+    d->ct = e->peer;
+    return set_verdict(d, PV_REVERSE, PR_ICMP_REVERSE);
+  }
+  /* The quoted packet went frontend -> client (a reverse-NATed reply): the error goes on to the backend. */
+  struct ct_key fk = {in.dst, in.src, in.dport, in.sport, in.proto, CT_FORWARD};
+  e = ct_find(pc, &fk, now, &idx);
+  if (e) {
+    u32 acc = rewrite(&in, 0, e->nat, e->nat_port, in_avail);
+    if (addr_eq(p->dst, e->b)) {
+      u32 a = patch(p->daddr, p->v6 ? e->nat : e->nat + 12, p->alen);
+      if (!p->v6) csum_apply(p->ip + 10, a);
+      else acc += a;
+    }
+    csum_apply(icmp + 2, acc);
+    d->revnat = e->revnat;
+    d->ct = idx;
+    return set_verdict(d, PV_FORWARD, PR_ICMP_FORWARD);
+  }
+  set_verdict(d, PV_PASS, PR_NOT_SERVICE);
+}
+
+static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view *v, struct sp_pkt *d, u32 now) {
+  d->reply_len = 0;
+  d->revnat = SP_NONE;
+  d->ct = SP_NONE;
+  struct pkt p;
+  if (!in_memory(d->off, d->len)) return set_verdict(d, PV_DROP, PR_MALFORMED_IP);
+  u32 r = parse_ip(&p, mem_at(d->off), d->len, 0);
+  if (r == PR_ROUTED) return set_verdict(d, PV_PASS, PR_ROUTED);
+  if (r != PR_COUNT) return set_verdict(d, PV_DROP, r);
+  if (p.frag == 2) return later_fragment(pc, d, &p, now);
+  if (is_l4(p.proto)) {
+    r = parse_l4(&p);
+    if (r != PR_COUNT) return set_verdict(d, PV_DROP, r);
+    return l4_packet(pc, ctx, v, d, &p, now);
+  }
+  if (p.proto == (p.v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) return icmp_packet(pc, d, &p, now);
+  set_verdict(d, PV_PASS, PR_NOT_SERVICE);
+}
+
+/* ---- exports ---- */
+
+static const u32 default_timeouts[SP_TIMEOUTS] = {
+  [T_TCP_SYN] = 60,          /* Cilium's bpf-ct-timeout-regular-tcp-syn */
+  [T_TCP_ESTABLISHED] = 21600, /* Cilium's bpf-ct-timeout-service-tcp (6 h) */
+  [T_TCP_CLOSING] = 10,      /* Cilium's bpf-ct-timeout-regular-tcp-fin */
+  [T_UDP] = 60,              /* Cilium's bpf-ct-timeout-service-any */
+  [T_SCTP] = 60,
+  [T_FRAGMENT] = 30,         /* Linux's ipfrag_time */
+};
+
+static struct sp_pctx *pctx_at(u32 off) {
+  if (off % 8 != 0 || !in_memory(off, sizeof(struct sp_pctx))) return 0;
+  return (struct sp_pctx *)mem_at(off);
+}
+
+/* Sets up packet-path state at `pctx` over the selection context `ctx`: a conntrack table of `capacity`
+ * entries (a power of two) at `ct`, placed with `seed` (random per instance, against hash flooding). */
+i32 EXPORT(sp_pctx_init)(u32 pctx_off, u32 ctx_off, u32 ct_off, u32 capacity, u32 seed) {
+  struct sp_pctx *pc = pctx_at(pctx_off);
+  if (!pc || ctx_off % 8 != 0 || !in_memory(ctx_off, sizeof(struct sp_ctx))) return E_BOUNDS;
+  if (capacity < CT_PROBE || (capacity & (capacity - 1)) != 0) return E_CAPACITY;
+  if (ct_off % 8 != 0 || !in_memory(ct_off, (u64)capacity * sizeof(struct sp_ct))) return E_BOUNDS;
+  __builtin_memset(pc, 0, sizeof *pc);
+  pc->ctx = ctx_off;
+  pc->ct_off = ct_off;
+  pc->ct_mask = capacity - 1;
+  pc->ct_seed = seed;
+  for (u32 i = 0; i < SP_TIMEOUTS; i++) pc->timeout[i] = default_timeouts[i];
+  __builtin_memset(mem_at(ct_off), 0, (__SIZE_TYPE__)capacity * sizeof(struct sp_ct));
+  return E_OK;
+}
+
+/* Sets timeout T_* to `seconds` (at least 1). */
+i32 EXPORT(sp_pctx_timeout)(u32 pctx_off, u32 which, u32 seconds) {
+  struct sp_pctx *pc = pctx_at(pctx_off);
+  if (!pc) return E_BOUNDS;
+  if (which >= SP_TIMEOUTS || seconds == 0) return E_CAPACITY;
+  pc->timeout[which] = seconds;
+  return E_OK;
+}
+
+/* Processes `count` packets described at `pkts` (struct sp_pkt), rewriting them in place. Returns the
+ * number processed: 0 when the state or the descriptors are not inside memory. Each packet's own bytes
+ * are checked, so a bad descriptor drops that packet only. */
+u32 EXPORT(sp_process_batch)(u32 pctx_off, u32 pkts, u32 count, u32 now) {
+  struct sp_pctx *pc = pctx_at(pctx_off);
+  if (!pc || pkts % 4 != 0 || !in_memory(pkts, (u64)count * sizeof(struct sp_pkt))) return 0;
+  if (pc->ctx % 8 != 0 || !in_memory(pc->ctx, sizeof(struct sp_ctx))) return 0;
+  if (pc->ct_off % 8 != 0 || (pc->ct_mask & (pc->ct_mask + 1)) != 0 ||
+      !in_memory(pc->ct_off, ((u64)pc->ct_mask + 1) * sizeof(struct sp_ct)))
+    return 0;
+  const struct sp_ctx *ctx = (const struct sp_ctx *)mem_at(pc->ctx);
+  struct sp_pkt *d = (struct sp_pkt *)mem_at(pkts);
+  struct view v;
+  int attached = view_load(&v, ctx->image);
+  for (u32 i = 0; i < count; i++) {
+    if (attached) process_one(pc, ctx, &v, &d[i], now);
+    else {
+      d[i].reply_len = 0;
+      d[i].revnat = d[i].ct = SP_NONE;
+      set_verdict(&d[i], PV_PASS, PR_NO_IMAGE);
+    }
+    pc->counters[d[i].reason]++;
+  }
+  return count;
+}
+
+/* Struct sizes, checked against the TypeScript layout by a test. */
+u32 EXPORT(sp_packet_sizeof)(u32 which) {
+  switch (which) {
+  case 0: return sizeof(struct sp_pkt);
+  case 1: return sizeof(struct sp_ct);
+  case 2: return sizeof(struct sp_pctx);
+  default: return 0;
+  }
+}

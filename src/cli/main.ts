@@ -1,49 +1,24 @@
 // svcplane CLI: thin commands over the library. Exit codes: 0 success, 1 invalid input (errors are still
 // printed and everything valid still applies), 2 usage errors.
 
-import { existsSync, readFileSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readManifestPaths } from '../k8s/load.js';
-import { type ValidationError, formatError } from '../k8s/types.js';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { formatHostPort, parseHostPort, PROTOCOL_NUMBERS, type Protocol } from '../k8s/net.js';
-import { createDataplane, openImage, type Selection, type Selector } from '../engine/dataplane.js';
+import { createDataplane, type Selection, type Selector } from '../engine/dataplane.js';
 import { ImageError } from '../compile/view.js';
-import { MAGIC } from '../compile/layout.js';
+import {
+  type Io, NODE_HELP, NODE_OPTIONS, UsageError, load, outputFormat, pad, parse, printErrors,
+} from './common.js';
 import { type Dump, dumpTables } from '../dump.js';
 import { CoreError } from '../engine/core.js';
 import { dumpRoutes, formatIngressDump } from '../ingress/dump.js';
 import { BENCH_HELP, runBench } from './bench.js';
+import { REPLAY_HELP, REPLAY_INPUT_OPTIONS, dumpConntrack, runReplay } from './replay.js';
 import { nativeReport } from '../engine/native.js';
 import { RoutesError } from '../ingress/view.js';
 
-export interface Io {
-  stdout: (s: string) => void;
-  stderr: (s: string) => void;
-  stdin?: NodeJS.ReadableStream;
-}
-
-class UsageError extends Error {}
+export type { Io };
 
 const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-
-const NODE_OPTIONS = {
-  node: { type: 'string' },
-  'node-ip': { type: 'string', multiple: true },
-  zone: { type: 'string' },
-  'cluster-seed': { type: 'string' },
-  'table-seed': { type: 'string' },
-  'ingress-class': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const satisfies ParseArgsConfig['options'];
-
-const NODE_HELP = `Node options (manifest inputs only):
-  --node NAME          node the tables are built for (default: this host's name, as kube-proxy)
-  --node-ip IP         address NodePort frontends listen on (repeatable; default: the Node's InternalIP/ExternalIP)
-  --zone ZONE          the node's zone for topology hints (default: the Node's topology.kubernetes.io/zone label)
-  --cluster-seed N     cluster-wide seed of the flow hash and Maglev tables (default 0x53564350; same on every node)
-  --table-seed N       seed of the frontend hash-map placement (default 0, so images are reproducible)
-  --ingress-class NAME the IngressClass whose Ingresses are compiled (default: the default IngressClass)`;
 
 const HELP: Record<string, string> = {
   main: `svcplane ${VERSION}: Kubernetes Services and EndpointSlices compiled into dataplane tables
@@ -56,6 +31,8 @@ Commands:
   trace PATH...|IMAGE --to ...   show one flow's decision step by step
   route PATH...|IMAGE --host H --path P
                                  route one HTTP request by the Ingress rules, then pick the pod
+  replay PATH...|IMAGE --pcap IN [-w OUT]
+                                 run a capture through the packet path (conntrack, NAT), write it back
   bench [--quick] [-o DIR]       run the benchmark suites; writes DIR/bench.json and DIR/bench.svg
   version                        print the version and the engine in use
 
@@ -69,13 +46,17 @@ reverse NAT, source ranges. Same inputs and seeds give identical bytes.
 
   -o, --output FILE    where to write the image (required)
 ${NODE_HELP}`,
-  dump: `Usage: svcplane dump PATH...|IMAGE [ingress] [node options] [-o table|json]
+  dump: `Usage: svcplane dump PATH...|IMAGE [ingress | conntrack --pcap IN] [node options] [-o table|json]
 
 Lists every frontend (ClusterIP, NodePort, LoadBalancer, ExternalIP) with the backends it selects among
 for traffic from outside the node, and what a new connection gets when there are none (reject or drop).
 With 'ingress' as the last argument: the compiled Ingress routes (hosts, paths, types, targets).
+With 'conntrack' as the last argument: the conntrack table after replaying the capture IN (see replay).
 
   -o, --output FORMAT  table (default) or json
+  --pcap IN            with 'conntrack': the capture to replay first
+  --conntrack-capacity N
+                       with 'conntrack': conntrack entries (default 16384)
 ${NODE_HELP}`,
   trace: `Usage: svcplane trace PATH...|IMAGE --to ADDR:PORT/PROTO --from ADDR:PORT [--time SECONDS] [-o table|json]
 
@@ -100,6 +81,7 @@ the backend names a missing Service or port or the Service has no usable endpoin
   --ingress-class NAME the IngressClass served (default: the default IngressClass)
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`,
+  replay: REPLAY_HELP,
   bench: BENCH_HELP,
   version: `Usage: svcplane version [-v|--verbose]
 
@@ -107,83 +89,6 @@ Prints svcplane's version and the engine that runs the core, and why that one (a
 addon, SVCPLANE_ENGINE forces one). --verbose adds the native addon's path, compiler and build, or why
 it is unavailable.`,
 };
-
-function parse<T extends ParseArgsConfig['options']>(args: string[], options: T): { values: Record<string, unknown>; positionals: string[] } {
-  try {
-    const r = parseArgs({ args, options, allowPositionals: true, strict: true });
-    return { values: r.values as Record<string, unknown>, positionals: r.positionals };
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
-function seed(text: unknown, fallback: number, flag: string): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new UsageError(`--${flag} must be an integer 0..4294967295, got "${String(text)}"`);
-  return n;
-}
-
-function isImage(path: string): boolean {
-  if (path === '-') return false;
-  try {
-    if (!statSync(path).isFile()) return false;
-    const fd = openSync(path, 'r');
-    const head = Buffer.alloc(4);
-    readSync(fd, head, 0, 4, 0);
-    closeSync(fd);
-    return head.readUInt32LE(0) === MAGIC;
-  } catch {
-    return false;
-  }
-}
-
-interface Loaded {
-  selector: Selector;
-  errors: ValidationError[];
-  fromImage: boolean;
-}
-
-async function load(paths: string[], values: Record<string, unknown>, io: Io): Promise<Loaded> {
-  if (paths.length === 0) throw new UsageError('no input: give manifest files, directories, - for stdin, or one image');
-  if (paths.length === 1 && isImage(paths[0] as string)) {
-    for (const f of ['node', 'node-ip', 'zone', 'cluster-seed', 'table-seed', 'ingress-class']) {
-      if (values[f] !== undefined) io.stderr(`note: --${f} is ignored for a compiled image (it was fixed at compile time)\n`);
-    }
-    const selector = await openImage(new Uint8Array(readFileSync(paths[0] as string)));
-    return { selector, errors: [], fromImage: true };
-  }
-  const { objects, errors } = await readManifestPaths(paths, io.stdin);
-  let node = values.node as string | undefined;
-  if (!node) {
-    node = hostname();
-    io.stderr(`note: no --node given; building tables for this host, "${node}"\n`);
-  }
-  const dp = await createDataplane({
-    node,
-    nodeAddresses: values['node-ip'] as string[] | undefined,
-    zone: values.zone as string | undefined,
-    clusterSeed: seed(values['cluster-seed'], 0x53564350, 'cluster-seed'),
-    tableSeed: seed(values['table-seed'], 0, 'table-seed'),
-    ingressClass: values['ingress-class'] as string | undefined,
-  });
-  for (const ip of (values['node-ip'] as string[] | undefined) ?? []) {
-    if (!parseHostPort(`${ip.includes(':') ? `[${ip}]` : ip}:1`)) throw new UsageError(`--node-ip: invalid IP address "${ip}"`);
-  }
-  const applyErrors = dp.apply(objects.map((o) => o.object));
-  for (const n of dp.lastReport.notes) io.stderr(`note: ${n.object}: ${n.message}\n`);
-  return { selector: dp, errors: [...errors, ...applyErrors], fromImage: false };
-}
-
-function printErrors(errors: readonly ValidationError[], io: Io): void {
-  for (const e of errors) io.stderr(`error: ${formatError(e)}\n`);
-}
-
-function outputFormat(v: unknown): 'table' | 'json' {
-  if (v === undefined || v === 'table') return 'table';
-  if (v === 'json') return 'json';
-  throw new UsageError(`-o must be table or json, got "${String(v)}"`);
-}
 
 async function cmdCompile(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, { ...NODE_OPTIONS, output: { type: 'string', short: 'o' } });
@@ -197,10 +102,6 @@ async function cmdCompile(args: string[], io: Io): Promise<number> {
   const s = dumpTables(selector.tables as NonNullable<Selector['tables']>).stats;
   io.stderr(`wrote ${out}: ${image.byteLength} bytes, ${s.frontends} frontends, ${s.services} service ports, ${s.backends} backends\n`);
   return errors.length > 0 ? 1 : 0;
-}
-
-function pad(s: string, n: number): string {
-  return s.length >= n ? s : s + ' '.repeat(n - s.length);
 }
 
 export function formatDumpTable(d: Dump): string {
@@ -225,9 +126,14 @@ export function formatDumpTable(d: Dump): string {
 }
 
 async function cmdDump(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { ...NODE_OPTIONS, output: { type: 'string', short: 'o' } });
+  const { values, positionals } = parse(args, { ...NODE_OPTIONS, ...REPLAY_INPUT_OPTIONS, output: { type: 'string', short: 'o' } });
   if (values.help) return help('dump', io);
   const format = outputFormat(values.output);
+  // 'conntrack' as the last argument: the table a replay of --pcap leaves (unless a file of that name exists).
+  if (positionals.length > 1 && positionals[positionals.length - 1] === 'conntrack' && !existsSync('conntrack')) {
+    return dumpConntrack(positionals.slice(0, -1), values, io);
+  }
+  if (values.pcap !== undefined || values['conntrack-capacity'] !== undefined) throw new UsageError(`--pcap and --conntrack-capacity go with 'dump ... conntrack'`);
   // 'ingress' as the last argument selects the routes table (unless a file of that name exists).
   const ingress = positionals.length > 1 && positionals[positionals.length - 1] === 'ingress' && !existsSync('ingress');
   const { selector, errors } = await load(ingress ? positionals.slice(0, -1) : positionals, values, io);
@@ -364,6 +270,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   dump: cmdDump,
   trace: cmdTrace,
   route: cmdRoute,
+  replay: runReplay,
   bench: (args, io) => runBench(args, io),
   version: cmdVersion,
 };

@@ -13,6 +13,7 @@ import { CoreError } from '../engine/core.js';
 import { dumpRoutes, formatIngressDump } from '../ingress/dump.js';
 import { BENCH_HELP, runBench } from './bench.js';
 import { REPLAY_HELP, REPLAY_INPUT_OPTIONS, dumpConntrack, runReplay } from './replay.js';
+import { runProxy } from './proxy.js';
 import { nativeReport } from '../engine/native.js';
 import { RoutesError } from '../ingress/view.js';
 
@@ -34,6 +35,7 @@ Commands:
   replay PATH...|IMAGE --pcap IN [-w OUT]
                                  run a capture through the packet path (conntrack, NAT), write it back
   bench [--quick] [-o DIR]       run the benchmark suites; writes DIR/bench.json and DIR/bench.svg
+  proxy PATH... [--bind F=L]...  run a TCP/UDP and HTTP Ingress proxy on the tables, live reload
   version                        print the version and the engine in use
 
 PATH is a YAML or JSON file (multi-document, kind: List), a directory of them, or - for stdin.
@@ -272,6 +274,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   route: cmdRoute,
   replay: runReplay,
   bench: (args, io) => runBench(args, io),
+  proxy: (args, io) => runProxy(args, io),
   version: cmdVersion,
 };
 

@@ -1,0 +1,381 @@
+// svcplane proxy end to end: real sockets on 127.77.0.0/16 only. Backends on 127.77.0.11-13, the
+// service frontends bound on 127.77.1.x with --bind rules, Ingress on 127.77.1.1. Every await is bounded.
+
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jsonLogger, parseBind, parseEndpointMap, startProxy, type Proxy } from '../src/proxy/index.js';
+import { runProxy } from '../src/cli/proxy.js';
+import { runCli } from '../src/cli/main.js';
+import {
+  BACKENDS, ENDPOINT_MAP, FRONTENDS, LOCAL_PORT, clusterObjects, echo, eventually, httpCall, makeCerts, metric, sleep, startBackends,
+  tcpExchange, tcpOpen, tempDir, udpAsk, udpClient, within, writeCluster, type Backends, type Certs,
+} from './fixtures/proxy/harness.js';
+
+const GRACE_MS = 1000;
+const HTTP = { host: '127.77.1.1', port: 18080 };
+const HTTPS = { host: '127.77.1.1', port: 18443 };
+const BINDS = Object.values(FRONTENDS).map((f) => `${f.ip}:${f.port}=${f.local}:${LOCAL_PORT}`);
+
+let dir: string;
+let file: string;
+let certs: Certs;
+let backends: Backends;
+let proxy: Proxy;
+const logs: string[] = [];
+
+const reloads = (): { result: string; errors: string[]; applied: number; deleted: number }[] =>
+  logs.map((l) => JSON.parse(l) as { event: string }).filter((l) => l.event === 'reload') as never;
+
+/** Replaces the manifests and waits for the watcher's reload; returns its log record. */
+async function change(objects: readonly object[] | string): Promise<{ result: string; errors: string[]; applied: number; deleted: number }> {
+  const before = reloads().length;
+  if (typeof objects === 'string') writeFileSync(file, objects);
+  else writeCluster(file, objects);
+  await eventually(() => reloads().length > before, 4000, 'a reload after the manifests changed');
+  return reloads()[reloads().length - 1] as never;
+}
+
+async function metrics(): Promise<string> {
+  const admin = proxy.listening.admin;
+  if (!admin) throw new Error('no admin listener');
+  return (await httpCall({ host: admin.address, port: admin.port, path: '/metrics' })).body;
+}
+
+/** Backend name each of `n` connections to a frontend lands on, from distinct client addresses. */
+async function spread(fe: { local: string }, n: number, from: (i: number) => string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const results = await Promise.all(Array.from({ length: n }, (_, i) => tcpExchange(fe.local, LOCAL_PORT, { localAddress: from(i), send: 'x' })));
+  for (const r of results) {
+    const name = r.data.split('\n', 1)[0] ?? '';
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
+}
+
+beforeAll(async () => {
+  dir = tempDir();
+  certs = makeCerts(dir);
+  file = join(dir, 'cluster.json');
+  writeCluster(file, clusterObjects({}, certs));
+  backends = await startBackends(BACKENDS);
+  proxy = await within(startProxy({
+    paths: [file],
+    dataplane: { node: 'node-a' },
+    binds: BINDS.map(parseBind),
+    endpointMap: [parseEndpointMap(ENDPOINT_MAP)],
+    http: [{ address: HTTP.host, port: HTTP.port }],
+    https: [{ address: HTTPS.host, port: HTTPS.port }],
+    admin: { address: '127.77.1.1', port: 0 },
+    graceMs: GRACE_MS,
+    debounceMs: 50,
+    udpIdleMs: 800,
+    connectTimeoutMs: 1000,
+    log: jsonLogger((l) => logs.push(l.trimEnd())),
+  }), 10_000, 'proxy start');
+}, 20_000);
+
+afterAll(async () => {
+  await proxy?.close();
+  await backends?.close();
+});
+
+describe('L4', () => {
+  it('serves every bound frontend on its local address, and nothing unbound', () => {
+    const served = proxy.listening.l4.map((l) => `${l.frontend.address}:${l.frontend.port}/${l.frontend.protocol}=${l.local.address}:${l.local.port}`).sort();
+    expect(served).toEqual([
+      `10.96.77.20:7/TCP=127.77.1.20:${LOCAL_PORT}`, `10.96.77.30:7/TCP=127.77.1.30:${LOCAL_PORT}`, `10.96.77.40:7/TCP=127.77.1.40:${LOCAL_PORT}`,
+      `10.96.77.50:7/TCP=127.77.1.50:${LOCAL_PORT}`, `10.96.77.53:53/UDP=127.77.1.53:${LOCAL_PORT}`,
+    ]);
+  });
+
+  it('spreads TCP connections from different clients over every backend', async () => {
+    const counts = await spread(FRONTENDS.echo, 45, (i) => `127.77.9.${i + 1}`);
+    expect([...counts.keys()].sort()).toEqual([...BACKENDS]);
+    for (const n of counts.values()) expect(n).toBeGreaterThanOrEqual(4);
+  });
+
+  it('keeps one client on one backend with ClientIP affinity (and not without it)', async () => {
+    const sticky = await spread(FRONTENDS.sticky, 12, () => '127.77.9.100');
+    expect(sticky.size).toBe(1);
+    const plain = await spread(FRONTENDS.echo, 12, () => '127.77.9.100');
+    expect(plain.size).toBeGreaterThan(1);
+  });
+
+  it('pipes both ways and honours half-close: the backend still answers after the client FIN', async () => {
+    const r = await tcpExchange(FRONTENDS.echo.local, LOCAL_PORT, { localAddress: '127.77.9.200', send: 'hello', end: true });
+    const [name, rest] = [r.data.split('\n', 1)[0] as string, r.data.slice(r.data.indexOf('\n') + 1)];
+    expect(BACKENDS).toContain(name);
+    expect(rest).toBe('hellobye\n');
+    expect(r.ended).toBe('end');
+  });
+
+  it('moves a large transfer intact (backpressure)', async () => {
+    const { socket, backend } = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, '127.77.9.201');
+    expect(BACKENDS).toContain(backend);
+    const big = 'z'.repeat(4 * 1024 * 1024);
+    const back = await echo(socket, big);
+    expect(back.length).toBe(big.length);
+    socket.destroy();
+  });
+
+  it('resets the client when the service has no endpoints or the backend refuses, and counts it', async () => {
+    expect(await tcpExchange(FRONTENDS.empty.local, LOCAL_PORT, { send: 'x' })).toEqual({ data: '', ended: 'reset' });
+    expect(await tcpExchange(FRONTENDS.dead.local, LOCAL_PORT, { send: 'x' })).toEqual({ data: '', ended: 'reset' });
+    const m = await metrics();
+    expect(metric(m, 'svcplane_proxy_errors_total', { protocol: 'TCP', reason: 'refused' })).toBeGreaterThanOrEqual(1);
+    expect(metric(m, 'svcplane_proxy_errors_total', { protocol: 'TCP', reason: 'no_endpoints' })).toBeGreaterThanOrEqual(1);
+    expect(metric(m, 'svcplane_proxy_selections_total', { protocol: 'TCP', service: 'test/empty', verdict: 'reject' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps UDP flows on one backend per client, and forgets them when idle', async () => {
+    const names = new Map<string, Set<string>>();
+    const clients = await Promise.all(['127.77.9.60', '127.77.9.61', '127.77.9.62', '127.77.9.63'].map(udpClient));
+    try {
+      for (const [i, c] of clients.entries()) {
+        for (let k = 0; k < 3; k++) {
+          const reply = await udpAsk(c, FRONTENDS.dns.local, LOCAL_PORT, `q${k}`);
+          const [name, payload] = reply.split(':');
+          expect(payload).toBe(`q${k}`);
+          if (!names.has(String(i))) names.set(String(i), new Set());
+          names.get(String(i))?.add(name as string);
+        }
+      }
+      for (const set of names.values()) expect(set.size).toBe(1);
+      const m = await metrics();
+      expect(metric(m, 'svcplane_proxy_connections_total', { protocol: 'UDP', service: 'test/dns' })).toBe(4);
+      expect(metric(m, 'svcplane_proxy_connections_active', { protocol: 'UDP' })).toBe(4);
+      await eventually(async () => metric(await metrics(), 'svcplane_proxy_connections_active', { protocol: 'UDP' }) === 0, 3000, 'idle UDP flows forgotten');
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+});
+
+describe('HTTP Ingress', () => {
+  const get = (hostHeader: string, path: string, localAddress = '127.77.9.7', method = 'GET', body?: string) =>
+    httpCall({ ...HTTP, hostHeader, path, localAddress, method, body });
+
+  it('routes by host and path and adds X-Forwarded-*', async () => {
+    const r = await get('web.test', '/shop?x=1');
+    expect(r.status).toBe(200);
+    expect(BACKENDS).toContain(r.json?.name);
+    expect(r.json?.url).toBe('/shop?x=1');
+    expect(r.json?.headers).toMatchObject({ host: 'web.test', 'x-forwarded-for': '127.77.9.7', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'web.test' });
+    const wild = await get('a.other.test', '/');
+    expect(wild.status).toBe(200);
+  });
+
+  it('appends to an existing X-Forwarded-For', async () => {
+    const r = await within(new Promise<string>((resolve, reject) => {
+      import('node:http').then(({ request }) => {
+        const req = request({ ...HTTP, path: '/', headers: { host: 'web.test', 'x-forwarded-for': '203.0.113.9' }, localAddress: '127.77.9.8', agent: false }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c.toString()));
+          res.on('end', () => resolve(b));
+        });
+        req.on('error', reject);
+        req.end();
+      }, reject);
+    }), 3000, 'request with X-Forwarded-For');
+    expect((JSON.parse(r) as { headers: Record<string, string> }).headers['x-forwarded-for']).toBe('203.0.113.9, 127.77.9.8');
+  });
+
+  it('answers 404 with no matching rule, 503 with no endpoints, 502 when the backend refuses', async () => {
+    expect((await get('nowhere.test', '/')).status).toBe(404);
+    expect((await get('web.test', '/empty')).status).toBe(503);
+    const bad = await get('web.test', '/dead');
+    expect(bad.status).toBe(502);
+    expect(bad.body).toContain('ECONNREFUSED');
+    const m = await metrics();
+    expect(metric(m, 'svcplane_proxy_http_responses_total', { service: 'test/webdead', code: '502' })).toBeGreaterThanOrEqual(1);
+    expect(metric(m, 'svcplane_proxy_errors_total', { protocol: 'HTTP', reason: 'refused' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('spreads clients over the backends and keeps connections to them alive', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 24; i++) seen.add((await get('web.test', '/', `127.77.9.${30 + i}`)).json?.name ?? '');
+    expect(seen.size).toBeGreaterThan(1);
+    // One client connection: one backend (same client address and port), one pooled backend connection.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const before = new Map(backends.httpConnections);
+      const names = new Set<string>();
+      for (let i = 0; i < 6; i++) names.add((await httpCall({ ...HTTP, hostHeader: 'web.test', path: '/', agent, localAddress: '127.77.9.90' })).json?.name ?? '');
+      expect(names.size).toBe(1);
+      const name = [...names][0] as string;
+      expect((backends.httpConnections.get(name) ?? 0) - (before.get(name) ?? 0)).toBeLessThanOrEqual(1);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('retries idempotent requests without a body once after a refusal, never others', async () => {
+    const before = metric(await metrics(), 'svcplane_proxy_http_retries_total', { service: 'test/half' });
+    const gets = await Promise.all(Array.from({ length: 16 }, (_, i) => get('web.test', '/half', `127.77.9.${120 + i}`)));
+    for (const r of gets) {
+      expect(r.status).toBe(200);
+      expect(r.json?.name).toBe(BACKENDS[0]);
+    }
+    expect(metric(await metrics(), 'svcplane_proxy_http_retries_total', { service: 'test/half' })).toBeGreaterThan(before);
+    const posts = await Promise.all(Array.from({ length: 16 }, (_, i) => get('web.test', '/half', `127.77.9.${120 + i}`, 'POST', 'payload')));
+    const codes = posts.map((r) => r.status);
+    expect(codes).toContain(502);
+    expect(codes).toContain(200);
+    expect(posts.filter((r) => r.status === 200).every((r) => r.json?.body === 'payload')).toBe(true);
+  });
+
+  it('terminates TLS with the certificate the SNI name selects', async () => {
+    const web = await httpCall({ ...HTTPS, hostHeader: 'web.test', tls: { servername: 'web.test', ca: [certs.web.cert] } });
+    expect(web.status).toBe(200);
+    expect(web.json?.headers['x-forwarded-proto']).toBe('https');
+    const other = await httpCall({ ...HTTPS, hostHeader: 'x.other.test', tls: { servername: 'x.other.test', ca: [certs.other.cert] } });
+    expect(other.status).toBe(200);
+    // The web.test certificate is not trusted for the other name: the wrong certificate fails the handshake.
+    await expect(httpCall({ ...HTTPS, hostHeader: 'x.other.test', tls: { servername: 'x.other.test', ca: [certs.web.cert] } })).rejects.toThrow();
+  });
+});
+
+describe('live changes', () => {
+  it('keeps a connection whose endpoint terminates, and gives that endpoint no new ones', async () => {
+    const c = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, '127.77.9.240');
+    try {
+      const others = BACKENDS.filter((b) => b !== c.backend);
+      const r = await change(clusterObjects({ echo: [...others, { address: c.backend, ready: false, terminating: true }] }, certs));
+      expect(r.result).toBe('ok');
+      expect(r.applied).toBe(1);
+      await sleep(GRACE_MS + 300);
+      expect(await echo(c.socket, 'still here')).toBe('still here');
+      const counts = await spread(FRONTENDS.echo, 24, (i) => `127.77.9.${i + 1}`);
+      expect(counts.has(c.backend)).toBe(false);
+    } finally {
+      c.socket.destroy();
+    }
+  });
+
+  it('closes connections of a removed endpoint after the grace period, not before', async () => {
+    await change(clusterObjects({}, certs));
+    const c = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, '127.77.9.241');
+    const others = BACKENDS.filter((b) => b !== c.backend);
+    const t0 = Date.now();
+    const r = await change(clusterObjects({ echo: others }, certs));
+    expect(r.result).toBe('ok');
+    // Mid-stream after the change: still on its backend.
+    expect(await echo(c.socket, 'mid-stream')).toBe('mid-stream');
+    const counts = await spread(FRONTENDS.echo, 24, (i) => `127.77.9.${i + 1}`);
+    expect(counts.has(c.backend)).toBe(false);
+    const how = await within(c.closed, GRACE_MS + 3000, 'drained connection closed');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE_MS - 100);
+    expect(how).toBe('reset');
+    expect(metric(await metrics(), 'svcplane_proxy_drained_total', { protocol: 'TCP' })).toBeGreaterThanOrEqual(1);
+    await change(clusterObjects({}, certs));
+  });
+
+  it('rejects a bad reload, logs why, and keeps serving the last good state', async () => {
+    const rejectedBefore = metric(await metrics(), 'svcplane_proxy_reloads_total', { result: 'rejected' });
+    const syntax = await change('{"apiVersion": "v1", "kind": ');
+    expect(syntax.result).toBe('rejected');
+    expect(syntax.errors.join('\n')).toMatch(/cluster\.json:1:/);
+    const objects = clusterObjects({ echo: [BACKENDS[0]] }, certs) as { kind: string; metadata: { name: string }; spec?: { ports?: { port: number }[] } }[];
+    const svc = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'web');
+    (svc?.spec?.ports ?? [])[0]!.port = 70000;
+    const invalid = await change(objects);
+    expect(invalid.result).toBe('rejected');
+    expect(invalid.errors.join('\n')).toContain('Service test/web: spec.ports[0].port');
+    // The valid half of that set (echo down to one backend) was not applied either.
+    const counts = await spread(FRONTENDS.echo, 24, (i) => `127.77.9.${i + 1}`);
+    expect(counts.size).toBe(3);
+    expect((await httpCall({ ...HTTP, hostHeader: 'web.test', path: '/' })).status).toBe(200);
+    const m = await metrics();
+    expect(metric(m, 'svcplane_proxy_reloads_total', { result: 'rejected' })).toBe(rejectedBefore + 2);
+    expect(metric(m, 'svcplane_proxy_reload_errors_total')).toBeGreaterThanOrEqual(2);
+    const ok = await change(clusterObjects({}, certs));
+    expect(ok).toMatchObject({ result: 'ok', errors: [] });
+  });
+
+  it('deletes what disappeared from the files: a removed Service stops being served', async () => {
+    const objects = clusterObjects({}, certs).filter((o) => (o as { metadata: { name: string } }).metadata.name !== 'empty' && (o as { metadata: { name: string } }).metadata.name !== 'empty-1');
+    const r = await change(objects);
+    expect(r).toMatchObject({ result: 'ok', deleted: 2 });
+    expect(proxy.listening.l4.some((l) => l.frontend.address === FRONTENDS.empty.ip)).toBe(false);
+    expect((await tcpExchange(FRONTENDS.empty.local, LOCAL_PORT, {})).ended).toBe('error: ECONNREFUSED');
+    await change(clusterObjects({}, certs));
+    expect(proxy.listening.l4.some((l) => l.frontend.address === FRONTENDS.empty.ip)).toBe(true);
+  });
+});
+
+describe('observability', () => {
+  it('exports Prometheus metrics and /healthz', async () => {
+    const m = await metrics();
+    expect(metric(m, 'svcplane_proxy_connections_total', { protocol: 'TCP', service: 'test/echo' })).toBeGreaterThan(50);
+    expect(metric(m, 'svcplane_proxy_bytes_total', { protocol: 'TCP', direction: 'to_client' })).toBeGreaterThan(4 * 1024 * 1024);
+    expect(metric(m, 'svcplane_proxy_selections_total', { protocol: 'HTTP', verdict: '200' })).toBeGreaterThan(0);
+    expect(metric(m, 'svcplane_proxy_table_entries', { table: 'frontends' })).toBe(9);
+    expect(metric(m, 'svcplane_proxy_table_entries', { table: 'tls_certificates' })).toBe(2);
+    expect(metric(m, 'svcplane_proxy_reloads_total', { result: 'ok' })).toBeGreaterThanOrEqual(5);
+    const admin = proxy.listening.admin as { address: string; port: number };
+    const h = await httpCall({ host: admin.address, port: admin.port, path: '/healthz' });
+    expect(h.status).toBe(200);
+    expect(h.body).toMatch(/^ok/);
+    const reload = JSON.parse(logs.find((l) => l.includes('"event":"reload"')) as string) as Record<string, unknown>;
+    expect(reload).toMatchObject({ level: 'info', trigger: 'start', result: 'ok', errors: [] });
+    expect(typeof reload.durationMs).toBe('number');
+  });
+});
+
+describe('svcplane proxy command', () => {
+  const io = () => {
+    const out = { stdout: '', stderr: '' };
+    return { out, io: { stdout: (s: string) => (out.stdout += s), stderr: (s: string) => (out.stderr += s) } };
+  };
+
+  it('prints help, and exits 2 on usage errors', async () => {
+    const h = io();
+    expect(await runCli(['proxy', '--help'], h.io)).toBe(0);
+    expect(h.out.stdout).toContain('Usage: svcplane proxy PATH...');
+    for (const args of [[], ['x', '--bind', 'nonsense'], ['x', '--bind', '10.0.0.1=127.0.0.1:80'], ['x', '--grace', '-1'], ['x', '--http', 'localhost:80'], ['x', '--nope'], ['-']]) {
+      const u = io();
+      expect(await runCli(['proxy', ...args], u.io), args.join(' ')).toBe(2);
+      expect(u.out.stderr).toContain("Run 'svcplane proxy --help'");
+    }
+  });
+
+  it('exits 1 without serving when the manifests have errors', async () => {
+    const e = io();
+    expect(await runCli(['proxy', 'examples/invalid', '--node', 'n', '--no-watch'], e.io)).toBe(1);
+    expect(e.out.stderr).toContain('error: Service');
+  });
+
+  it('runs until stopped, serving the bound frontends', async () => {
+    const e = io();
+    const stop = new AbortController();
+    let ready: (p: Proxy) => void = () => {};
+    const started = new Promise<Proxy>((r) => (ready = r));
+    const run = runProxy([file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=127.77.2.20`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { ...e.io, signal: stop.signal, ready });
+    const p = await within(started, 5000, 'CLI proxy ready');
+    expect(p.listening.l4.map((l) => `${l.local.address}:${l.local.port}`)).toEqual(['127.77.2.20:7']);
+    const r = await tcpExchange('127.77.2.20', 7, { send: 'via cli' });
+    expect(r.data).toMatch(/via clibye\n$/);
+    stop.abort();
+    expect(await within(run, 5000, 'CLI proxy stop')).toBe(0);
+    expect(e.out.stderr).toContain('"event":"reload"');
+  });
+
+  it('the executable stops cleanly on SIGTERM', async () => {
+    const child = spawn(process.execPath, ['dist/cli/bin.js', 'proxy', file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=127.77.2.21`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      await eventually(() => err.includes('"event":"listen"'), 8000, `proxy listening (stderr: ${err})`);
+      expect((await tcpExchange('127.77.2.21', 7, { send: 'exe' })).data).toMatch(/exebye\n$/);
+      child.kill('SIGTERM');
+      expect(await within(exited, 5000, 'exit after SIGTERM')).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
+

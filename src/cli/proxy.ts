@@ -189,7 +189,11 @@ export async function runProxy(args: string[], io: ProxyIo): Promise<number> {
   }
   io.ready?.(proxy);
   await new Promise<void>((resolve) => {
+    // Signal handlers do not keep Node running; with no listener open yet (every bind failing, waiting
+    // for a reload) this timer does.
+    const alive = setInterval(() => {}, 1 << 30);
     const stop = (): void => {
+      clearInterval(alive);
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       process.off('SIGHUP', hup);

@@ -185,8 +185,9 @@ export class CaptureReader {
   readonly interfaces: CaptureInterface[] = [];
   private readonly b: Bytes;
 
+  /** `bytes` may be a Buffer; records' views are plain Uint8Arrays over the same memory. */
   constructor(bytes: Uint8Array) {
-    this.b = new Bytes(bytes);
+    this.b = new Bytes(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     this.format = detectCaptureFormat(bytes);
     if (this.format === 'pcap') {
       const magic = this.b.u32(0, false, 'magic number');

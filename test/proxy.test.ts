@@ -94,7 +94,7 @@ describe('L4', () => {
   it('spreads TCP connections from different clients over every backend', async () => {
     const counts = await spread(FRONTENDS.echo, 45, (i) => `127.77.9.${i + 1}`);
     expect([...counts.keys()].sort()).toEqual([...BACKENDS]);
-    for (const n of counts.values()) expect(n).toBeGreaterThanOrEqual(4);
+    for (const n of counts.values()) expect(n).toBeGreaterThanOrEqual(3);
   });
 
   it('keeps one client on one backend with ClientIP affinity (and not without it)', async () => {
@@ -192,6 +192,21 @@ describe('HTTP Ingress', () => {
     const m = await metrics();
     expect(metric(m, 'svcplane_proxy_http_responses_total', { service: 'test/webdead', code: '502' })).toBeGreaterThanOrEqual(1);
     expect(metric(m, 'svcplane_proxy_errors_total', { protocol: 'HTTP', reason: 'refused' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers 502 when the backend resets after reading the request, without trying another backend', async () => {
+    const total = (method: string): number => BACKENDS.reduce((n, b) => n + (backends.httpRequests.get(`${b} ${method} /reset`) ?? 0), 0);
+    const post = await get('web.test', '/reset', '127.77.9.9', 'POST', 'data');
+    expect(post.status).toBe(502);
+    expect(total('POST')).toBe(1);
+    // GET is idempotent, but the request reached the backend: at most the one stale-connection retry to
+    // the same backend (when the pooled connection was reused), never a different backend.
+    const r = await get('web.test', '/reset', '127.77.9.9');
+    expect(r.status).toBe(502);
+    const hit = BACKENDS.filter((b) => (backends.httpRequests.get(`${b} GET /reset`) ?? 0) > 0);
+    expect(hit).toHaveLength(1);
+    expect(total('GET')).toBeLessThanOrEqual(2);
+    expect(metric(await metrics(), 'svcplane_proxy_errors_total', { protocol: 'HTTP', reason: 'reset' })).toBeGreaterThanOrEqual(1);
   });
 
   it('spreads clients over the backends and keeps connections to them alive', async () => {
@@ -293,6 +308,21 @@ describe('live changes', () => {
     expect(metric(m, 'svcplane_proxy_reload_errors_total')).toBeGreaterThanOrEqual(2);
     const ok = await change(clusterObjects({}, certs));
     expect(ok).toMatchObject({ result: 'ok', errors: [] });
+  });
+
+  it('picks up a renewed certificate, and rejects a Secret that is not a usable key pair', async () => {
+    const renewed = makeCerts(tempDir());
+    const ok = await change(clusterObjects({}, { ...certs, web: renewed.web }));
+    expect(ok.result).toBe('ok');
+    const call = (ca: string) => httpCall({ ...HTTPS, hostHeader: 'web.test', tls: { servername: 'web.test', ca: [ca] } });
+    expect((await call(renewed.web.cert)).status).toBe(200);
+    await expect(call(certs.web.cert)).rejects.toThrow();
+    const bad = await change(clusterObjects({}, { ...certs, web: { cert: renewed.web.cert, key: certs.other.key } }));
+    expect(bad.result).toBe('rejected');
+    expect(bad.errors.join('\n')).toContain('Secret test/web-tls: data: not a usable certificate and key');
+    expect((await call(renewed.web.cert)).status).toBe(200);
+    expect((await change(clusterObjects({}, certs))).result).toBe('ok');
+    expect((await call(certs.web.cert)).status).toBe(200);
   });
 
   it('deletes what disappeared from the files: a removed Service stops being served', async () => {

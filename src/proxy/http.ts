@@ -7,9 +7,9 @@
 //   - the request is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and has no body, and
 //   - nothing of it can have reached a backend: the connection was refused (ECONNREFUSED), or a pooled
 //     keep-alive connection turned out to be closed by the backend before it answered anything;
-//   then it is sent once more: after a refusal to the backend route() picks for the same client on the
-//   next source port (Maglev moves it with probability (n-1)/n; a Service with ClientIP affinity keeps
-//   its backend and so is not retried), after a stale pooled connection to the same backend on a new
+//   then it is sent once more: after a refusal to the first other backend route() picks for the same
+//   client on the following source ports (Maglev spreads those over the backends; a Service with
+//   ClientIP affinity keeps its backend and so is not retried), after a stale pooled connection to the same backend on a new
 //   connection. Anything else (a reset after the request was sent, a timeout, a body) is a 502 or 504.
 
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
@@ -41,8 +41,11 @@ export interface HttpOptions {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-/** Source ports tried for a retry after a refusal, until route() names another backend. */
-const RETRY_PORT_TRIES = 4;
+/**
+ * Source ports tried for a retry after a refusal, until route() names another backend: with n backends
+ * each try stays on the refusing one with probability 1/n, so 16 tries miss another with <= 2^-16.
+ */
+const RETRY_PORT_TRIES = 16;
 
 /** Headers minus hop-by-hop ones, including those the Connection header names (RFC 9110 7.6.1). */
 function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {

@@ -243,8 +243,10 @@ export class Proxy {
         this.admin?.closeAllConnections();
       }) : undefined,
     ]);
+    const open = this.connections;
     this.tracker.closeAll();
     await closing;
+    this.log('info', 'stop', { closedConnections: open });
   }
 }
 

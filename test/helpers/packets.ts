@@ -362,10 +362,11 @@ export function parse(p: Uint8Array): Parsed {
   while (nh === 0 || nh === 43 || nh === 44 || nh === 60 || nh === 51) {
     if (nh === 44) {
       const fo = be16(p, off + 2);
-      out.frag = { offset: fo >> 3, more: (fo & 1) === 1, id: be32(p, off + 4), headerAt: off };
+      const frag = { offset: fo >> 3, more: (fo & 1) === 1, id: be32(p, off + 4), headerAt: off };
+      if (frag.offset > 0 || frag.more) out.frag = frag; // an atomic fragment (RFC 6946) is a whole packet
       nh = p[off] as number;
       off += 8;
-      if (out.frag.offset > 0) break;
+      if (frag.offset > 0) break;
       continue;
     }
     const len = nh === 51 ? ((p[off + 1] as number) + 2) * 4 : ((p[off + 1] as number) + 1) * 8;

@@ -516,6 +516,21 @@ export function decodeLinkLayer(linkType: number, data: Uint8Array): LinkLayerDe
   }
 }
 
+/**
+ * The length an IP packet's header declares (IPv4 total length; IPv6 40 + payload length), or undefined
+ * when the header is not captured or declares none (IPv6 jumbogram). `ip` of a record extends to the end
+ * of the captured bytes, so this is how to drop Ethernet padding: `ip.subarray(0, ipPacketLength(ip))`.
+ */
+export function ipPacketLength(ip: Uint8Array): number | undefined {
+  const v = ip.length > 0 ? (ip[0] as number) >> 4 : 0;
+  if (v === 4 && ip.length >= 4) return ((ip[2] as number) << 8) | (ip[3] as number);
+  if (v === 6 && ip.length >= 6) {
+    const payload = ((ip[4] as number) << 8) | (ip[5] as number);
+    return payload === 0 ? undefined : 40 + payload;
+  }
+  return undefined;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Writing classic pcap
 

@@ -455,6 +455,27 @@ describe('fragments', () => {
     expect([...parse(later).dst]).toEqual([...be.bytes]);
   });
 
+  // The reason fragmented SCTP to a frontend is dropped holds for a reverse-NATed reply too: the CRC32c
+  // covers the whole SCTP packet, so it cannot be recomputed over the first fragment alone. A fragmented
+  // reply must be dropped, or (if translated) reassemble into a packet whose CRC32c is valid.
+  it.fails('a fragmented SCTP reply from the backend is not sent on with a CRC32c computed over one fragment', async () => {
+    const dp = await plane();
+    const be = backendOf(dp, 'SCTP', CLIENT, 40028, WEB, 7777);
+    expect(vr(run(dp, packet('SCTP', CLIENT, 40028, WEB, 7777)))).toEqual(['forward', 'forward_new']);
+    const reply = ipv4({ src: be.address, dst: CLIENT }, sctp({ sport: be.port, dport: 40028, chunks: pattern(96) }));
+    const [first, later] = fragment4(reply, 48);
+    const o1 = run(dp, first);
+    const o2 = run(dp, later);
+    if (o1.verdict === 'drop') {
+      expect(o1.reasonKey).toBe('drop_fragmented_sctp');
+    } else {
+      expect([vr(o1), vr(o2)]).toEqual([['reverse', 'reverse_nat'], ['reverse', 'reverse_fragment']]);
+      const re = reassemble(first, later);
+      expect([parse(re).src.join('.'), parse(re).sport]).toEqual([WEB, 7777]);
+      expect(checksums(re)).toEqual(OK);
+    }
+  });
+
   it('fragmented SCTP to a frontend is dropped (drop_fragmented_sctp), IPv4 and IPv6', async () => {
     const dp = await plane();
     const big = sctp({ sport: 40027, dport: 7777, chunks: pattern(96) });

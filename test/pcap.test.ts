@@ -818,7 +818,7 @@ const portOf = (a: ReturnType<Server['address']> | ReturnType<UdpSocket['address
 
 /**
  * Runs tcpdump for 5 packets on `iface` while this process makes them: a UDP ping and its pong, then a TCP
- * handshake. tcpdump exits by itself after 5 packets; it is killed after 4 s otherwise.
+ * handshake. tcpdump exits by itself after 5 packets; it is killed after 2.5 s otherwise.
  */
 async function liveCapture(iface: string, file: string, extra: string[] = []): Promise<Parameters<typeof checkTraffic>[1]> {
   const server = await listenTcp();
@@ -841,7 +841,7 @@ async function liveCapture(iface: string, file: string, extra: string[] = []): P
   const p = spawn('tcpdump', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-  const killer = setTimeout(() => p.kill('SIGKILL'), 4000);
+  const killer = setTimeout(() => p.kill('SIGKILL'), 2500);
   let client: Socket | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -852,7 +852,10 @@ async function liveCapture(iface: string, file: string, extra: string[] = []): P
       void exited.then((code) => reject(new Error(`tcpdump exited (${code}) before listening: ${err}`)));
     });
     await new Promise((resolve) => setTimeout(resolve, 50)); // let tcpdump drain what predates its filter
-    const pong = new Promise<void>((resolve) => udpClient.once('message', () => resolve()));
+    const pong = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no UDP pong within 2 s')), 2000);
+      udpClient.once('message', () => resolve(clearTimeout(timer)));
+    });
     udpClient.send(t.ping, t.udpPort, '127.0.0.1');
     await pong;
     const c = connect(t.tcpPort, '127.0.0.1');

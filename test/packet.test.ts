@@ -213,6 +213,62 @@ describe('DNAT to the Maglev backend, reverse NAT of replies, established flows 
     expect(seen.size).toBe(3); // the flows spread: the assertion above compared real choices
   });
 
+  it('NodePort and LoadBalancer frontends: DNAT to the backend, replies come back from that frontend', async () => {
+    const LB = '203.0.113.10';
+    const gw = service(
+      'gw',
+      { type: 'LoadBalancer', clusterIP: '10.96.0.30', ports: [svcPort('http', 80, { nodePort: 30080 })] },
+      { status: { loadBalancer: { ingress: [{ ip: LB }] } } },
+    );
+    const dp = await plane([gw, slice('gw-1', 'gw', V4_BACKENDS.map((a) => ready(a)))]);
+    for (const [fe, port] of [[NODE_V4, 30080], [LB, 80]] as const) {
+      const be = backendOf(dp, 'TCP', CLIENT, 40006, fe, port);
+      const p = packet('TCP', CLIENT, 40006, fe, port);
+      expect(vr(run(dp, p))).toEqual(['forward', 'forward_new']);
+      expect([parse(p).dst.join('.'), parse(p).dport]).toEqual([be.address, 8080]);
+      expect(checksums(p)).toEqual(OK);
+      const r = packet('TCP', be.address, 8080, CLIENT, 40006, { flags: TCP_FLAGS.SYN | TCP_FLAGS.ACK });
+      expect(vr(run(dp, r))).toEqual(['reverse', 'reverse_nat']);
+      expect([parse(r).src.join('.'), parse(r).sport]).toEqual([fe, port]);
+      expect(checksums(r)).toEqual(OK);
+    }
+  });
+
+  it('a batch is processed in order: SYN, reply and ACK of one flow in one call', async () => {
+    const dp = await plane();
+    const be = backendOf(dp, 'TCP', CLIENT, 40007, WEB, 80);
+    const pkts = [
+      packet('TCP', CLIENT, 40007, WEB, 80),
+      packet('TCP', be.address, be.port, CLIENT, 40007, { flags: TCP_FLAGS.SYN | TCP_FLAGS.ACK }),
+      packet('TCP', CLIENT, 40007, WEB, 80, { flags: TCP_FLAGS.ACK }),
+    ];
+    expect(dp.process(pkts, NOW).map(vr)).toEqual([['forward', 'forward_new'], ['reverse', 'reverse_nat'], ['forward', 'forward_established']]);
+    expect(pkts.map((p) => checksums(p))).toEqual([OK, OK, OK]);
+    expect([parse(pkts[1] as Uint8Array).src.join('.'), parse(pkts[2] as Uint8Array).dst.join('.')]).toEqual([WEB, be.address]);
+  });
+
+  it('processBatch: packets at offsets in one buffer are rewritten there; the bytes between them are not touched', async () => {
+    const dp = await plane();
+    const a = packet('TCP', CLIENT, 40008, WEB, 80);
+    const b = packet('UDP', CLIENT6, 40008, WEB6, 53);
+    const data = new Uint8Array(7 + a.length + 13 + b.length + 5).fill(0xee);
+    data.set(a, 7);
+    data.set(b, 7 + a.length + 13);
+    const offsets = Uint32Array.from([7, 7 + a.length + 13]);
+    const lengths = Uint32Array.from([a.length, b.length]);
+    const beA = backendOf(dp, 'TCP', CLIENT, 40008, WEB, 80);
+    const beB = backendOf(dp, 'UDP', CLIENT6, 40008, WEB6, 53);
+    const before = data.slice();
+    const r = dp.packets.processBatch(data, offsets, lengths, NOW);
+    expect([...r.verdicts]).toEqual([1, 1]); // forward, forward
+    const outA = data.slice(7, 7 + a.length);
+    const outB = data.slice(7 + a.length + 13, 7 + a.length + 13 + b.length);
+    expect([parse(outA).dst.join('.'), parse(outA).dport]).toEqual([beA.address, beA.port]);
+    expect([[...parse(outB).dst], parse(outB).dport]).toEqual([[...beB.bytes], beB.port]);
+    expect([checksums(outA), checksums(outB)]).toEqual([OK, OK6]);
+    expect(changedOutside(before, data, [[7, 7 + a.length], [7 + a.length + 13, 7 + a.length + 13 + b.length]])).toEqual([]);
+  });
+
   it('IPv4 UDP with checksum 0 ("no checksum") stays 0 both ways', async () => {
     const dp = await plane();
     const be = backendOf(dp, 'UDP', CLIENT, 40002, WEB, 53);
@@ -580,6 +636,31 @@ describe('ICMP errors quoting a translated flow (RFC 5508)', () => {
   it('(b) ICMPv6 destination unreachable from a router about a reply', () =>
     icmpCase({ v6: true, protocol: 'UDP', type: 1, code: 0, from: 'router', about: 'reply' }));
 
+  it('(a) IPv4 parameter problem (type 12) from the backend, pointer kept', () =>
+    icmpCase({ v6: false, protocol: 'TCP', type: 12, code: 0, from: 'backend', about: 'dnat', rest: word32(0x08000000) }));
+  it('(a) ICMPv6 parameter problem (type 4) from the backend, pointer kept', () =>
+    icmpCase({ v6: true, protocol: 'UDP', type: 4, code: 0, from: 'backend', about: 'dnat', rest: word32(7) }));
+  it('(a) IPv4 quote of odd length (45 bytes): the ICMP checksum, padded, is still right', () =>
+    icmpCase({ v6: false, protocol: 'TCP', type: 3, code: 3, from: 'backend', about: 'dnat', quote: 45 }));
+  it('(b) ICMPv6 quote of odd length (61 bytes)', () =>
+    icmpCase({ v6: true, protocol: 'UDP', type: 1, code: 4, from: 'client', about: 'reply', quote: 61 }));
+
+  it('an ICMP error about a flow whose conntrack entry expired passes untouched', async () => {
+    const dp = await plane();
+    dp.packets.setTimeouts({ udp: 5 });
+    const errorFor = (sport: number): Uint8Array => {
+      const p = packet('UDP', CLIENT, sport, WEB, 53);
+      run(dp, p, NOW);
+      return ipv4({ src: parse(p).dst.join('.'), dst: CLIENT }, icmp4(3, 3, p));
+    };
+    const live = errorFor(40032);
+    const expired = errorFor(40033);
+    expect(vr(run(dp, live, NOW + 4))).toEqual(['reverse', 'reverse_icmp_error']);
+    const before = expired.slice();
+    expect(vr(run(dp, expired, NOW + 5))).toEqual(['pass', 'pass_not_service']);
+    expect(sameBytes(expired, before)).toBe(true);
+  });
+
   it('ICMP errors about flows we never translated, and ICMP echo, pass untouched', async () => {
     const dp = await plane();
     const stranger = packet('UDP', CLIENT, 40031, '10.244.9.9', 5353);
@@ -758,6 +839,10 @@ describe('malformed packets', () => {
     const long6 = good6.slice();
     put16(long6, 4, good6.length - 40 + 1);
     bad.push(long6);
+    const jumbo = good6.slice();
+    put16(jumbo, 4, 0); // payload length 0 with a Hop-by-Hop header: a jumbogram (RFC 2675), unsupported
+    jumbo[6] = IPPROTO.HOPOPTS;
+    bad.push(jumbo);
     const ver6 = good6.slice();
     ver6[0] = 0x50;
     bad.push(ver6);
@@ -967,6 +1052,45 @@ describe('conntrack', () => {
       expect(vr(run(dp, late, NOW + 7))).toEqual(['pass', 'pass_not_service']);
       expect(vr(run(dp, packet('UDP', CLIENT, 31005, WEB, 53), NOW + 7))).toEqual(['forward', 'forward_new']);
     });
+  });
+
+  it('default timeouts: TCP SYN 60 s, established 6 h, closing 10 s, UDP 60 s, SCTP 60 s', async () => {
+    const dp = await plane();
+    run(dp, packet('TCP', CLIENT, 31100, WEB, 80), NOW);
+    const be = handshake(dp, 31101, NOW);
+    handshake(dp, 31102, NOW);
+    nextPacket(dp, 31102, NOW, TCP_FLAGS.RST);
+    run(dp, packet('UDP', CLIENT, 31103, WEB, 53), NOW);
+    run(dp, packet('SCTP', CLIENT, 31104, WEB, 7777), NOW);
+    expect(dp.packets.conntrack(NOW).map((e) => [e.protocol, e.client.port, e.state, e.expiresIn])).toEqual([
+      ['TCP', 31100, 'syn-sent', 60],
+      ['TCP', 31101, 'established', 21600],
+      ['TCP', 31102, 'closing', 10],
+      ['UDP', 31103, 'active', 60],
+      ['SCTP', 31104, 'active', 60],
+    ]);
+    expect(dp.packets.conntrack(NOW).find((e) => e.client.port === 31101)?.backend).toEqual({ address: be.address, port: be.port });
+  });
+
+  it('setTimeouts refuses 0, fractions and unknown names (RangeError)', async () => {
+    const dp = await plane();
+    expect(() => dp.packets.setTimeouts({ tcpSyn: 0 })).toThrow(RangeError);
+    expect(() => dp.packets.setTimeouts({ udp: 1.5 })).toThrow(RangeError);
+    expect(() => dp.packets.setTimeouts({ bogus: 3 } as unknown as Parameters<typeof dp.packets.setTimeouts>[0])).toThrow(RangeError);
+  });
+
+  it('a tracked first fragment is forgotten after the fragment timeout', async () => {
+    const dp = await plane();
+    dp.packets.setTimeouts({ fragment: 2 });
+    const mk = (id: number): [Uint8Array, Uint8Array] => fragment4(ipv4({ src: CLIENT, dst: WEB, id }, udp({ sport: 31105 + id, dport: 53, payload: pattern(100) })), 56);
+    const [f1, l1] = mk(1);
+    run(dp, f1, NOW);
+    expect(vr(run(dp, l1, NOW + 1))).toEqual(['forward', 'forward_fragment']);
+    const [f2, l2] = mk(2);
+    run(dp, f2, NOW);
+    const before = l2.slice();
+    expect(vr(run(dp, l2, NOW + 2))).toEqual(['pass', 'pass_fragment_untracked']);
+    expect(sameBytes(l2, before)).toBe(true);
   });
 
   it('session affinity (ClientIP): a client\'s new flows all go to one backend', async () => {

@@ -6,7 +6,8 @@
 //   L4 TCP       autocannon -> proxy TCP frontend (--bind) -> backend (select() per connection)
 //   HTTP Ingress autocannon -> proxy HTTP listener -> backend (route() per request, pooled upstreams)
 // Bounded in time: --duration seconds per case (default 10), everything killed after a hard deadline.
-// Run: npm run bench:load [-- --duration 10 --connections 50]. Loopback only (127.78.0.0/16).
+// Run: npm run bench:load [-- --duration 10 --connections 50] (compiles this file alone, so that other
+// bench files do not have to build). Loopback only (127.78.0.0/16).
 //
 // Machine caveat: on a shared 2-core VM the three processes compete for two cores, so absolute figures
 // move from run to run and the proxy's cost looks larger than on a machine with a core per process;
@@ -37,7 +38,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log('Usage: node build/bench/load.js [--duration SECONDS] [--connections N] [--warmup SECONDS]');
+  console.log('Usage: node build/bench-load/load.js [--duration SECONDS] [--connections N] [--warmup SECONDS]');
   process.exit(0);
 }
 

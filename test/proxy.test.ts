@@ -73,6 +73,7 @@ beforeAll(async () => {
     debounceMs: 50,
     udpIdleMs: 800,
     connectTimeoutMs: 1000,
+    requestTimeoutMs: 1000,
     log: jsonLogger((l) => logs.push(l.trimEnd())),
   }), 10_000, 'proxy start');
 }, 20_000);
@@ -207,6 +208,14 @@ describe('HTTP Ingress', () => {
     expect(hit).toHaveLength(1);
     expect(total('GET')).toBeLessThanOrEqual(2);
     expect(metric(await metrics(), 'svcplane_proxy_errors_total', { protocol: 'HTTP', reason: 'reset' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers 504 when the backend does not answer in time', async () => {
+    const t0 = Date.now();
+    const r = await get('web.test', '/hang');
+    expect(r.status).toBe(504);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect(metric(await metrics(), 'svcplane_proxy_errors_total', { protocol: 'HTTP', reason: 'timeout' })).toBe(1);
   });
 
   it('spreads clients over the backends and keeps connections to them alive', async () => {

@@ -245,9 +245,12 @@ export class HttpIngress {
       s.once('connect', () => clearTimeout(connectTimer));
     });
     up.setTimeout(this.opts.requestTimeoutMs, () => up.destroy(Object.assign(new Error('backend timeout'), { code: 'ETIMEDOUT' })));
-    // The client went away first: stop the backend request too.
+    // The client went away first: stop the backend request too (counted as the client's doing).
+    let clientGone = false;
     res.on('close', () => {
-      if (!res.writableFinished) up.destroy();
+      if (res.writableFinished) return;
+      clientGone = true;
+      up.destroy();
     });
 
     up.on('response', (pres) => {
@@ -267,6 +270,10 @@ export class HttpIngress {
     up.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(connectTimer);
       done();
+      if (clientGone) {
+        this.metrics.errors.inc({ protocol: 'HTTP', reason: 'client_abort' });
+        return;
+      }
       if (res.headersSent || res.destroyed) {
         this.metrics.errors.inc({ protocol: 'HTTP', reason: 'reset' });
         res.destroy();

@@ -10,7 +10,7 @@ import { createDataplane, type Dataplane, type DataplaneOptions } from '../src/e
 import type { Protocol } from '../src/k8s/net.js';
 import type { PacketOutcome } from '../src/engine/packet.js';
 import { EVENT_COUNTERS, REASON_KEYS } from '../src/engine/packet-layout.js';
-import { clusterIP, ready, service, slice, slicePort, svcPort } from './helpers/objects.js';
+import { clusterIP, ready, service, slice, slicePort, svcPort, terminating } from './helpers/objects.js';
 import {
   IPPROTO, TCP_FLAGS, addr, be16, changedOutside, checksums, crc32c, fragment4, fragment6, fragmentHeader, icmp4,
   icmp6, ipv4, ipv6, onesSum, optionsHeader, parse, pattern, pseudoSum, put16, quoted, quotedIpv4HeaderOk,
@@ -974,6 +974,21 @@ describe('conntrack', () => {
     expect(sameBytes(fromOld, before)).toBe(true);
   });
 
+  // kube-proxy keeps existing connections to an endpoint that is terminating but still serving (graceful
+  // termination: iptables leaves the conntrack entry; IPVS sets the real server's weight to 0), and the
+  // packet path's own rule is "keep the backend while it is in the list; reselect when it is gone". A
+  // terminating endpoint is not gone: it is still in the EndpointSlice, serving. Here the compiled list
+  // leaves terminating endpoints out while Ready ones exist, so the flow is moved mid-connection.
+  it.fails('an established flow to a backend that becomes terminating (still serving) keeps it', async () => {
+    const dp = await plane(v4Only(V4_BACKENDS));
+    const sport = 30550;
+    const be = handshake(dp, sport);
+    const slices = [slice('web-v4', 'web', V4_BACKENDS.map((a) => (a === be.address ? terminating(a) : ready(a))), { ports: SLICE_PORTS })];
+    expect(dp.apply([clusterIP('web', WEB, { ports: SVC_PORTS }), ...slices])).toEqual([]);
+    const { o, to } = nextPacket(dp, sport, NOW + 1);
+    expect([...vr(o), to]).toEqual(['forward', 'forward_established', `${be.address}:${be.port}`]);
+  });
+
   it('a new SYN reusing the client port of a closing flow (FIN or RST seen) is reselected; a retransmitted SYN is not', async () => {
     const dp = await plane(v4Only(V4_BACKENDS));
     const a = 30600;
@@ -1091,6 +1106,32 @@ describe('conntrack', () => {
     const before = l2.slice();
     expect(vr(run(dp, l2, NOW + 2))).toEqual(['pass', 'pass_fragment_untracked']);
     expect(sameBytes(l2, before)).toBe(true);
+  });
+
+  // The conntrack key and the frontend lookup use the image's 16-byte address form, where an IPv4 address
+  // is IPv4-mapped (::ffff:a.b.c.d), without the family. An IPv6 packet carrying IPv4-mapped addresses
+  // (which do not belong on the wire, RFC 4291 2.5.5.2) then matches the IPv4 flow's reply entry: it is
+  // rewritten as that flow's reply and moves the IPv4 flow to "established".
+  it.fails('an IPv6 packet with IPv4-mapped addresses is not taken for the reply of an IPv4 flow', async () => {
+    const dp = await plane(v4Only(V4_BACKENDS));
+    const syn = packet('TCP', CLIENT, 30900, WEB, 80);
+    run(dp, syn);
+    const be = parse(syn).dst;
+    const mapped = (a: Uint8Array): string => `::ffff:${((a[0] as number) * 256 + (a[1] as number)).toString(16)}:${((a[2] as number) * 256 + (a[3] as number)).toString(16)}`;
+    const fake = packet('TCP', mapped(be), 8080, mapped(addr(CLIENT)), 30900, { flags: TCP_FLAGS.SYN | TCP_FLAGS.ACK });
+    const before = fake.slice();
+    const o = run(dp, fake);
+    expect(dp.packets.conntrack(NOW).map((e) => e.state)).toEqual(['syn-sent']);
+    expect(o.verdict).not.toBe('reverse');
+    expect(sameBytes(fake, before)).toBe(true);
+  });
+
+  it.fails('an IPv6 packet to an IPv4-mapped frontend address gets no IPv4 service treatment (no reject reply)', async () => {
+    const dp = await plane();
+    const p = packet('TCP', CLIENT6, 30901, '::ffff:a60:28', 80); // ::ffff:10.96.0.40, the empty Service
+    const o = run(dp, p);
+    expect(o.reply).toBeUndefined();
+    expect(o.verdict).not.toBe('reject');
   });
 
   it('session affinity (ClientIP): a client\'s new flows all go to one backend', async () => {

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jsonLogger, parseBind, parseEndpointMap, startProxy, type Proxy } from '../src/proxy/index.js';
+import { jsonLogger, parseBind, parseEndpointMap, startProxy, type ServiceProxy } from '../src/proxy/index.js';
 import { runProxy } from '../src/cli/proxy.js';
 import { runCli } from '../src/cli/main.js';
 import {
@@ -23,7 +23,7 @@ let dir: string;
 let file: string;
 let certs: Certs;
 let backends: Backends;
-let proxy: Proxy;
+let proxy: ServiceProxy;
 const logs: string[] = [];
 
 const reloads = (): { result: string; errors: string[]; applied: number; deleted: number }[] =>
@@ -390,8 +390,8 @@ describe('svcplane proxy command', () => {
   it('runs until stopped, serving the bound frontends', async () => {
     const e = io();
     const stop = new AbortController();
-    let ready: (p: Proxy) => void = () => {};
-    const started = new Promise<Proxy>((r) => (ready = r));
+    let ready: (p: ServiceProxy) => void = () => {};
+    const started = new Promise<ServiceProxy>((r) => (ready = r));
     const run = runProxy([file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=127.77.2.20`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { ...e.io, signal: stop.signal, ready });
     const p = await within(started, 5000, 'CLI proxy ready');
     expect(p.listening.l4.map((l) => `${l.local.address}:${l.local.port}`)).toEqual(['127.77.2.20:7']);

@@ -6,7 +6,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatError } from '../index.js';
 import {
   PROXY_DEFAULTS, ProxyStartError, jsonLogger, parseBind, parseEndpointMap, parseListenAddress, startProxy,
-  type BindRule, type EndpointMapRule, type HostPort, type Proxy, type ProxyOptions,
+  type BindRule, type EndpointMapRule, type HostPort, type ServiceProxy, type ProxyOptions,
 } from '../proxy/index.js';
 
 export interface ProxyIo {
@@ -15,7 +15,7 @@ export interface ProxyIo {
   /** Stops the proxy as SIGINT would (tests; the executable uses signals). */
   signal?: AbortSignal;
   /** Called once the proxy serves (tests). */
-  ready?: (proxy: Proxy) => void;
+  ready?: (proxy: ServiceProxy) => void;
 }
 
 export const PROXY_HELP = `Usage: svcplane proxy PATH... [--node NAME] [--bind FRONTEND=LOCAL]... [--endpoint-map ENDPOINT=LOCAL]...
@@ -171,7 +171,7 @@ export async function runProxy(args: string[], io: ProxyIo): Promise<number> {
     io.stdout(`${PROXY_HELP}\n`);
     return 0;
   }
-  let proxy: Proxy;
+  let proxy: ServiceProxy;
   try {
     proxy = await startProxy(opts);
   } catch (e) {

@@ -67,7 +67,7 @@ export class ProxyStartError extends Error {
 
 export type ReloadTrigger = 'start' | 'watch' | 'signal' | 'api';
 
-export class Proxy {
+export class ServiceProxy {
   readonly metrics = new ProxyMetrics();
   private readonly tracker: ConnectionTracker;
   private readonly l4: L4Proxy;
@@ -103,9 +103,9 @@ export class Proxy {
   }
 
   /** Loads the manifests (ProxyStartError when they have errors), opens every listener, starts watching. */
-  static async start(opts: ProxyOptions): Promise<Proxy> {
+  static async start(opts: ProxyOptions): Promise<ServiceProxy> {
     const dp = await createDataplane(opts.dataplane);
-    const p = new Proxy(dp, opts);
+    const p = new ServiceProxy(dp, opts);
     const first = await p.reload('start');
     if (!first.ok) throw new ProxyStartError(first);
     try {
@@ -250,4 +250,4 @@ export class Proxy {
   }
 }
 
-export const startProxy = (opts: ProxyOptions): Promise<Proxy> => Proxy.start(opts);
+export const startProxy = (opts: ProxyOptions): Promise<ServiceProxy> => ServiceProxy.start(opts);

@@ -34,31 +34,55 @@ static inline void put16(u8 *p, u32 v) {
   p[1] = (u8)v;
 }
 
-/* RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'): the delta of replacing the 16-bit words `old` by `new_`
- * (n even, both aligned alike relative to the checksummed data), to add into each checksum covering them. */
-static inline u32 csum_delta(u32 acc, const u8 *old, const u8 *new_, u32 n) {
-  for (u32 i = 0; i < n; i += 2) acc += (~be16(old + i) & 0xffffu) + be16(new_ + i);
-  return acc;
+/* Incremental checksum updates, RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). The one's-complement sum is
+ * byte-order independent (RFC 1071 2.B) and 2^16 = 1 modulo 0xffff, so the words are loaded in the host's
+ * byte order, 32 bits at a time (a 32-bit word counts as its two 16-bit halves), and the checksum is
+ * stored in the host's order too: the bytes come out as a big-endian 16-bit computation would give them.
+ * A delta is the sum of ~old + new over the replaced words, accumulated in 64 bits and folded when applied.
+ * Every rewritten field starts at an even offset of the data its checksums cover. */
+static inline u32 ld16n(const u8 *p) {
+  u16 v;
+  __builtin_memcpy(&v, p, 2);
+  return v;
 }
+static inline void st16n(u8 *p, u32 v) {
+  u16 x = (u16)v;
+  __builtin_memcpy(p, &x, 2);
+}
+static inline void st32n(u8 *p, u32 v) { __builtin_memcpy(p, &v, 4); }
 
-static inline u32 fold(u32 s) {
+static inline u32 fold(u64 s) {
+  s = (s & 0xffffffffu) + (s >> 32);
   s = (s & 0xffffu) + (s >> 16);
-  return (s & 0xffffu) + (s >> 16);
+  s = (s & 0xffffu) + (s >> 16);
+  return (u32)((s & 0xffffu) + (s >> 16));
 }
 
 /* Applies a delta to the checksum at `field`; returns the delta of the field's own change, for an
  * enclosing checksum (an ICMP error's, over a quoted header). */
-static inline u32 csum_apply(u8 *field, u32 acc) {
-  u8 old[2] = {field[0], field[1]};
-  put16(field, ~fold((~be16(field) & 0xffffu) + fold(acc)) & 0xffffu);
-  return csum_delta(0, old, field, 2);
+static inline u64 csum_apply(u8 *field, u64 acc) {
+  u32 old = ~ld16n(field) & 0xffffu;
+  u32 now = ~fold(old + (u64)fold(acc)) & 0xffffu;
+  st16n(field, now);
+  return (u64)old + now;
 }
 
-/* Writes n bytes (even) at `at`; returns the delta of the change. */
-static inline u32 patch(u8 *at, const u8 *new_, u32 n) {
-  u32 acc = csum_delta(0, at, new_, n);
-  __builtin_memcpy(at, new_, n);
+/* Writes `words` 32-bit words of `src` at `at`; returns the delta of the change. */
+static inline u64 patch32(u8 *at, const u8 *src, u32 words) {
+  u64 acc = 0;
+  for (u32 i = 0; i < words; i++) {
+    u32 o = ld32(at + 4 * i), n = ld32(src + 4 * i);
+    acc += (u64)(u32)~o + n;
+    st32n(at + 4 * i, n);
+  }
   return acc;
+}
+
+/* Writes the 16-bit big-endian value `v` at `at`; returns the delta of the change. */
+static inline u64 patch16(u8 *at, u32 v) {
+  u32 o = ~ld16n(at) & 0xffffu;
+  put16(at, v);
+  return (u64)o + ld16n(at);
 }
 
 /* Internet checksum of n bytes (RFC 1071), starting from `acc`. */
@@ -249,36 +273,30 @@ static u32 parse_l4(struct pkt *p) {
  * of a packet: IPv4 header checksum and TCP/UDP checksum updated incrementally (an IPv4 UDP checksum of 0
  * stays 0), SCTP's CRC32c recomputed. Returns the delta of every changed byte, for an enclosing ICMP
  * checksum when the packet is a quoted one (`quoted_len`: bytes available after the header). */
-static u32 rewrite(struct pkt *p, int dst, const u8 *addr16, u32 port, u32 l4_avail) {
+static u64 rewrite(struct pkt *p, int dst, const u8 *addr16, u32 port, u32 l4_avail) {
   u8 *field = dst ? p->daddr : p->saddr;
-  u32 addr_acc = patch(field, p->v6 ? addr16 : addr16 + 12, p->alen);
-  u32 outer = addr_acc;
+  u64 addr_acc = p->v6 ? patch32(field, addr16, 4) : patch32(field, addr16 + 12, 1);
+  u64 outer = addr_acc;
   if (!p->v6) outer += csum_apply(p->ip + 10, addr_acc);
   if (p->frag == 2) return outer; /* no upper-layer header in this fragment */
   u8 *h = p->ip + p->l4;
-  u32 l4_acc = addr_acc; /* the pseudo-header covers the addresses */
+  u64 l4_acc = addr_acc; /* the pseudo-header covers the addresses */
   if (port != SP_NONE && l4_avail >= 4) {
-    u8 np[2];
-    put16(np, port);
-    u32 d = patch(h + (dst ? 2 : 0), np, 2);
+    u64 d = patch16(h + (dst ? 2 : 0), port);
     l4_acc += d;
     outer += d;
   }
   if (p->proto == IPPROTO_TCP && l4_avail >= 18) {
     outer += csum_apply(h + 16, l4_acc);
-  } else if (p->proto == IPPROTO_UDP && l4_avail >= 8 && be16(h + 6) != 0) {
+  } else if (p->proto == IPPROTO_UDP && l4_avail >= 8 && ld16n(h + 6) != 0) {
     outer += csum_apply(h + 6, l4_acc);
-    if (be16(h + 6) == 0) { /* RFC 768: a computed 0 is sent as all ones */
-      u8 ones[2] = {0xff, 0xff};
-      outer += patch(h + 6, ones, 2);
-    }
+    if (ld16n(h + 6) == 0) outer += patch16(h + 6, 0xffff); /* RFC 768: a computed 0 is sent as all ones */
   } else if (p->proto == IPPROTO_SCTP && port != SP_NONE && l4_avail == p->total - p->l4 && l4_avail >= 12) {
-    u8 old[4] = {h[8], h[9], h[10], h[11]};
-    h[8] = h[9] = h[10] = h[11] = 0;
-    u32 c = crc32c(h, l4_avail);
-    u8 nc[4] = {(u8)c, (u8)(c >> 8), (u8)(c >> 16), (u8)(c >> 24)}; /* stored little-endian, as Linux */
-    __builtin_memcpy(h + 8, old, 4);
-    outer += patch(h + 8, nc, 4);
+    u32 old = ld32(h + 8);
+    st32n(h + 8, 0);
+    u32 c = crc32c(h, l4_avail); /* stored little-endian, as Linux does */
+    st32n(h + 8, old);
+    outer += patch32(h + 8, (const u8 *)&c, 1);
   }
   return outer;
 }
@@ -294,32 +312,33 @@ static inline struct sp_ct *ct_at(const struct sp_pctx *pc, u32 i) {
   return (struct sp_ct *)mem_at(pc->ct_off) + (i & pc->ct_mask);
 }
 
+static inline u64 ld64(const u8 *p) {
+  u64 v;
+  __builtin_memcpy(&v, p, 8);
+  return v;
+}
+
+/* Multiply-xorshift over the key's five 64-bit words, keyed by the per-instance seed (a table of
+ * attacker-chosen flows cannot be aimed at one bucket without knowing it). */
+static inline u64 ct_mix(u64 h, u64 w) {
+  h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+  return h ^ (h >> 29);
+}
+
 static inline u32 ct_hash(const struct sp_pctx *pc, const struct ct_key *k) {
-  u32 h = pc->ct_seed;
-  for (u32 i = 0; i < 16; i += 4) h = mm3_round(h, ld32(k->a + i));
-  for (u32 i = 0; i < 16; i += 4) h = mm3_round(h, ld32(k->b + i));
-  h = mm3_round(h, k->aport | k->bport << 16);
-  h = mm3_round(h, k->proto | k->type << 8);
-  return mm3_fmix(h ^ 40u);
+  u64 h = 0x6a09e667f3bcc909ull ^ pc->ct_seed;
+  h = ct_mix(h, ld64(k->a));
+  h = ct_mix(h, ld64(k->a + 8));
+  h = ct_mix(h, ld64(k->b));
+  h = ct_mix(h, ld64(k->b + 8));
+  h = ct_mix(h, (u64)k->aport | (u64)k->bport << 16 | (u64)k->proto << 32 | (u64)k->type << 40);
+  h *= 0xbf58476d1ce4e5b9ull;
+  return (u32)(h >> 32);
 }
 
 static inline int ct_match(const struct sp_ct *e, const struct ct_key *k) {
   return e->type == k->type && e->aport == k->aport && e->bport == k->bport && e->proto == k->proto &&
          addr_eq(e->a, k->a) && addr_eq(e->b, k->b);
-}
-
-static inline int ct_live(const struct sp_ct *e, u32 now) { return e->type != CT_EMPTY && now < e->expires; }
-
-static struct sp_ct *ct_find(const struct sp_pctx *pc, const struct ct_key *k, u32 now, u32 *index) {
-  u32 home = ct_hash(pc, k);
-  for (u32 i = 0; i < CT_PROBE; i++) {
-    struct sp_ct *e = ct_at(pc, home + i);
-    if (ct_match(e, k) && now < e->expires) {
-      *index = (home + i) & pc->ct_mask;
-      return e;
-    }
-  }
-  return 0;
 }
 
 /* The other entry of a flow, when it still points back at `e` (it may have been evicted and reused). */
@@ -328,6 +347,32 @@ static struct sp_ct *ct_peer(const struct sp_pctx *pc, const struct sp_ct *e, u3
   struct sp_ct *p = ct_at(pc, e->peer);
   if (p->peer != index || p->type == e->type || (p->type != CT_FORWARD && p->type != CT_REPLY)) return 0;
   return p;
+}
+
+/* When an entry expires: a reply entry lives as long as its forward entry (only that one is refreshed,
+ * so a forward packet touches one entry). */
+static inline u32 ct_expires(const struct sp_pctx *pc, const struct sp_ct *e, u32 index) {
+  if (e->type != CT_REPLY) return e->expires;
+  const struct sp_ct *f = ct_peer(pc, e, index);
+  return f ? f->expires : 0;
+}
+
+static inline int ct_live(const struct sp_pctx *pc, const struct sp_ct *e, u32 index, u32 now) {
+  return e->type != CT_EMPTY && now < ct_expires(pc, e, index);
+}
+
+static struct sp_ct *ct_find(const struct sp_pctx *pc, const struct ct_key *k, u32 now, u32 *index) {
+  u32 home = ct_hash(pc, k);
+  for (u32 i = 0; i < CT_PROBE; i++) {
+    u32 at = (home + i) & pc->ct_mask;
+    struct sp_ct *e = ct_at(pc, at);
+    if (ct_match(e, k)) {
+      if (!ct_live(pc, e, at, now)) return 0;
+      *index = at;
+      return e;
+    }
+  }
+  return 0;
 }
 
 static void ct_kill(struct sp_pctx *pc, struct sp_ct *e, u32 index) {
@@ -351,14 +396,14 @@ static struct sp_ct *ct_claim(struct sp_pctx *pc, const struct ct_key *k, u32 no
       vi = at;
       break;
     }
-    if (victim && !ct_live(victim, now)) continue;
-    if (!victim || !ct_live(e, now) || e->expires < victim->expires) {
+    if (victim && !ct_live(pc, victim, vi, now)) continue;
+    if (!victim || !ct_live(pc, e, at, now) || ct_expires(pc, e, at) < ct_expires(pc, victim, vi)) {
       victim = e;
       vi = at;
     }
   }
   if (!victim) return 0; /* only with a table of a single slot */
-  if (ct_live(victim, now)) {
+  if (ct_live(pc, victim, vi, now)) {
     if (!ct_match(victim, k)) pc->counters[C_CT_EVICTED]++;
     ct_kill(pc, victim, vi);
   } else if (victim->type != CT_EMPTY) {
@@ -376,7 +421,7 @@ static struct sp_ct *ct_claim(struct sp_pctx *pc, const struct ct_key *k, u32 no
   victim->peer = SP_NONE;
   victim->be_index = 0;
   victim->revnat = SP_NONE;
-  victim->reserved = 0;
+  victim->gen = 0;
   *index = vi;
   return victim;
 }
@@ -402,11 +447,9 @@ static u32 ct_timeout(const struct sp_pctx *pc, struct sp_ct *fwd, const struct 
   return pc->timeout[T_TCP_SYN];
 }
 
-/* Refreshes both entries of a flow after a packet in either direction. */
-static void ct_touch(struct sp_pctx *pc, struct sp_ct *fwd, u32 fwd_index, const struct pkt *p, int from_client, u32 now) {
+/* Refreshes a flow after a packet in either direction (its reply entry follows the forward entry). */
+static void ct_touch(struct sp_pctx *pc, struct sp_ct *fwd, const struct pkt *p, int from_client, u32 now) {
   fwd->expires = ct_expiry(now, ct_timeout(pc, fwd, p, from_client));
-  struct sp_ct *r = ct_peer(pc, fwd, fwd_index);
-  if (r) r->expires = fwd->expires;
 }
 
 /* Remembers a first fragment's translation for the later fragments of its datagram (which carry no
@@ -527,12 +570,39 @@ static void ct_link_reply(struct sp_pctx *pc, struct sp_ct *fwd, u32 fwd_index, 
   r->nat_port = fwd->bport;
   r->peer = fwd_index;
   r->revnat = fwd->revnat;
-  r->expires = fwd->expires;
+  r->expires = 0; /* unused: a reply entry lives as long as its forward entry */
 }
 
-/* TCP, UDP or SCTP. */
+static inline int tcp_port_reuse(const struct sp_ct *e, const struct pkt *p) {
+  return p->proto == IPPROTO_TCP && (e->tcp & (CT_TCP_FIN | CT_TCP_RST)) &&
+         (p->ip[p->l4 + 13] & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+/* DNAT of a packet of forward entry `e` towards its backend, then the entry's state and expiry. */
+static void forward_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, struct sp_ct *e, u32 fi, u32 reason,
+                        u32 now) {
+  u8 orig_dst[16];
+  __builtin_memcpy(orig_dst, p->dst, 16);
+  rewrite(p, 1, e->nat, e->nat_port, p->total - p->l4);
+  ct_touch(pc, e, p, 1, now);
+  if (p->frag == 1) frag_track(pc, p, p->src, orig_dst, 0, e->nat, now);
+  d->revnat = e->revnat;
+  d->ct = fi;
+  set_verdict(d, PV_FORWARD, reason);
+}
+
+/* TCP, UDP or SCTP. `gen` is the image generation this batch runs at. */
 static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view *v, struct sp_pkt *d, struct pkt *p,
-                      u32 now) {
+                      u32 gen, u32 now) {
+  /* Fast path, as Cilium's: a flow whose backend was found in its list at this very generation of the
+   * tables (nothing was published since) keeps it with no other lookup: blocks are immutable and every
+   * publication bumps the generation. */
+  struct ct_key k = {p->src, p->dst, p->sport, p->dport, p->proto, CT_FORWARD};
+  u32 fi;
+  struct sp_ct *e = ct_find(pc, &k, now, &fi);
+  if (e && e->gen == gen && !tcp_port_reuse(e, p) && !(p->proto == IPPROTO_SCTP && p->frag))
+    return forward_nat(pc, d, p, e, fi, PR_ESTABLISHED, now);
+
   struct sp_flow f;
   __builtin_memcpy(f.src, p->src, 16);
   __builtin_memcpy(f.dst, p->dst, 16);
@@ -546,18 +616,18 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
   const struct sp_list *l = select_list(v, &f, &r, &fe, &svc);
 
   if (r.frontend == SP_NONE) { /* not a frontend: a reply of a tracked flow, or nothing of ours */
-    struct ct_key k = {p->src, p->dst, p->sport, p->dport, p->proto, CT_REPLY};
+    struct ct_key rk = {p->src, p->dst, p->sport, p->dport, p->proto, CT_REPLY};
     u32 ri;
-    struct sp_ct *e = ct_find(pc, &k, now, &ri);
-    struct sp_ct *fwd = e ? ct_peer(pc, e, ri) : 0;
+    struct sp_ct *re = ct_find(pc, &rk, now, &ri);
+    struct sp_ct *fwd = re ? ct_peer(pc, re, ri) : 0;
     if (!fwd) return set_verdict(d, PV_PASS, PR_NOT_SERVICE);
     u8 orig_src[16];
     __builtin_memcpy(orig_src, p->src, 16);
-    rewrite(p, 0, e->nat, e->nat_port, p->total - p->l4);
-    ct_touch(pc, fwd, e->peer, p, 0, now);
-    if (p->frag == 1) frag_track(pc, p, orig_src, p->dst, 1, e->nat, now);
-    d->revnat = e->revnat;
-    d->ct = e->peer;
+    rewrite(p, 0, re->nat, re->nat_port, p->total - p->l4);
+    ct_touch(pc, fwd, p, 0, now);
+    if (p->frag == 1) frag_track(pc, p, orig_src, p->dst, 1, re->nat, now);
+    d->revnat = re->revnat;
+    d->ct = re->peer;
     return set_verdict(d, PV_REVERSE, PR_REVERSE);
   }
 
@@ -573,16 +643,9 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
   }
   if (p->proto == IPPROTO_SCTP && p->frag) return set_verdict(d, PV_DROP, PR_FRAGMENT_SCTP);
 
-  struct ct_key k = {p->src, p->dst, p->sport, p->dport, p->proto, CT_FORWARD};
-  u32 fi;
-  struct sp_ct *e = ct_find(pc, &k, now, &fi);
   u32 reason = PR_ESTABLISHED;
-  if (e && p->proto == IPPROTO_TCP && (e->tcp & (CT_TCP_FIN | CT_TCP_RST)) &&
-      (p->ip[p->l4 + 13] & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
-    reason = PR_RESELECTED; /* a new connection reusing the client port of a closing one */
-  } else if (e && list_find(v, l, e) == SP_NONE) {
-    reason = PR_RESELECTED; /* its backend left the list: the next packet picks a new one */
-  }
+  if (e && tcp_port_reuse(e, p)) reason = PR_RESELECTED; /* a new connection reusing a closing one's port */
+  else if (e && list_find(v, l, e) == SP_NONE) reason = PR_RESELECTED; /* its backend left the list */
   if (!e || reason == PR_RESELECTED) {
     select_backend(ctx, v, svc, l, &f, &r, now);
     if (r.verdict != V_FORWARD) return set_verdict(d, PV_DROP, PR_BAD_IMAGE);
@@ -601,16 +664,11 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
     e->nat_port = be->port;
     e->be_index = (r.backend - l->be_off) / (u32)sizeof(struct sp_backend);
     e->revnat = fe->revnat;
-    e->expires = now + 1; /* refreshed by ct_touch below */
+    e->expires = now + 1; /* refreshed by ct_touch in forward_nat */
     ct_link_reply(pc, e, fi, now);
   }
-  u8 orig_dst[16];
-  __builtin_memcpy(orig_dst, p->dst, 16);
-  rewrite(p, 1, e->nat, e->nat_port, p->total - p->l4);
-  ct_touch(pc, e, fi, p, 1, now);
-  if (p->frag == 1) frag_track(pc, p, p->src, orig_dst, 0, e->nat, now);
-  d->ct = fi;
-  set_verdict(d, PV_FORWARD, reason);
+  e->gen = gen;
+  forward_nat(pc, d, p, e, fi, reason, now);
 }
 
 static int icmp_is_error(u32 v6, u32 type) {
@@ -637,11 +695,9 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
   u32 idx;
   struct sp_ct *e = ct_find(pc, &rk, now, &idx);
   if (e && ct_peer(pc, e, idx)) {
-    u32 acc = rewrite(&in, 1, e->nat, e->nat_port, in_avail); /* changes inside the ICMP message */
-    u8 be16b[16];
-    map_addr(be16b, p->saddr, p->alen);
-    if (addr_eq(be16b, e->a)) { /* sent by the backend itself: it must appear to come from the frontend */
-      u32 a = patch(p->saddr, p->v6 ? e->nat : e->nat + 12, p->alen);
+    u64 acc = rewrite(&in, 1, e->nat, e->nat_port, in_avail); /* changes inside the ICMP message */
+    if (addr_eq(p->src, e->a)) { /* sent by the backend itself: it must appear to come from the frontend */
+      u64 a = p->v6 ? patch32(p->saddr, e->nat, 4) : patch32(p->saddr, e->nat + 12, 1);
       if (!p->v6) csum_apply(p->ip + 10, a);
       else acc += a; /* ICMPv6's pseudo-header */
     }
@@ -654,9 +710,9 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
   struct ct_key fk = {in.dst, in.src, in.dport, in.sport, in.proto, CT_FORWARD};
   e = ct_find(pc, &fk, now, &idx);
   if (e) {
-    u32 acc = rewrite(&in, 0, e->nat, e->nat_port, in_avail);
+    u64 acc = rewrite(&in, 0, e->nat, e->nat_port, in_avail);
     if (addr_eq(p->dst, e->b)) {
-      u32 a = patch(p->daddr, p->v6 ? e->nat : e->nat + 12, p->alen);
+      u64 a = p->v6 ? patch32(p->daddr, e->nat, 4) : patch32(p->daddr, e->nat + 12, 1);
       if (!p->v6) csum_apply(p->ip + 10, a);
       else acc += a;
     }
@@ -668,7 +724,8 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
   set_verdict(d, PV_PASS, PR_NOT_SERVICE);
 }
 
-static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view *v, struct sp_pkt *d, u32 now) {
+static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view *v, struct sp_pkt *d, u32 gen,
+                        u32 now) {
   d->reply_len = 0;
   d->revnat = SP_NONE;
   d->ct = SP_NONE;
@@ -681,7 +738,7 @@ static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct vie
   if (is_l4(p.proto)) {
     r = parse_l4(&p);
     if (r != PR_COUNT) return set_verdict(d, PV_DROP, r);
-    return l4_packet(pc, ctx, v, d, &p, now);
+    return l4_packet(pc, ctx, v, d, &p, gen, now);
   }
   if (p.proto == (p.v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) return icmp_packet(pc, d, &p, now);
   set_verdict(d, PV_PASS, PR_NOT_SERVICE);
@@ -743,8 +800,9 @@ u32 EXPORT(sp_process_batch)(u32 pctx_off, u32 pkts, u32 count, u32 now) {
   struct sp_pkt *d = (struct sp_pkt *)mem_at(pkts);
   struct view v;
   int attached = view_load(&v, ctx->image);
+  u32 gen = attached ? load_acquire(&v.hdr->generation) : 0;
   for (u32 i = 0; i < count; i++) {
-    if (attached) process_one(pc, ctx, &v, &d[i], now);
+    if (attached) process_one(pc, ctx, &v, &d[i], gen, now);
     else {
       d[i].reply_len = 0;
       d[i].revnat = d[i].ct = SP_NONE;

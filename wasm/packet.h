@@ -59,7 +59,6 @@ enum {
   C_CT_EVICTED = 25,          /* live conntrack entries evicted because their probe window was full */
   C_REPLY_NO_SLOT = 26,       /* rejects whose ICMP reply could not be written (no slot, or an ICMP error) */
   C_FRAG_TRACKED = 27,        /* first fragments remembered for their later fragments */
-  C_AFFINITY = 28,            /* reserved */
   SP_COUNTERS = 32
 };
 
@@ -90,14 +89,15 @@ struct sp_ct {                /* 80 bytes */
   u8 type;                    /* CT_*, part of the key */
   u8 tcp;                     /* CT_TCP_* (forward entry) */
   u8 dir;                     /* fragment: 0 = rewrite the destination, 1 = the source */
-  u32 expires;                /* valid while now < expires; both entries of a flow carry the same value */
+  u32 expires;                /* valid while now < expires (forward, fragment); a reply entry lives as long
+                               * as the forward entry it points at */
   u8 nat[16];                 /* forward: backend; reply: frontend; fragment: the address to write */
   u16 nat_port;
   u16 pad;
   u32 peer;                   /* index of the flow's other entry */
   u32 be_index;               /* forward: the backend's position in its list when last seen (a hint) */
   u32 revnat;                 /* rev-NAT index of the frontend */
-  u32 reserved;
+  u32 gen;                    /* forward: the image generation its backend was last found in the list at */
 };
 
 #endif

@@ -66,7 +66,9 @@ export class ManifestSource {
     outcome.warnings.push(...tls.warnings);
 
     // The whole set on a fresh dataplane: every error apply() would report, none of them live yet.
-    const trial = await createDataplane(this.trialOptions);
+    // WebAssembly whatever the live engine: validation does not depend on it, and a wasm instance is
+    // reclaimed by the garbage collector like any object.
+    const trial = await createDataplane({ ...this.trialOptions, engine: 'wasm' });
     outcome.errors.push(...trial.apply(objects));
     outcome.notes.push(...trial.lastReport.notes);
     if (outcome.errors.length > 0) return { outcome };

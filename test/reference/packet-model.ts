@@ -12,15 +12,19 @@
 // of a first fragment, a quoted header inside an ICMP error) the update is incremental: HC' = ~(~HC + ~m +
 // m') over the changed 16-bit words (RFC 1624 eqn. 3). Callers must send packets with right checksums.
 //
-// Conntrack: the same capacity, seed, hash (murmur3 over the 40-byte key a || b || le16 aport || le16
-// bport || proto || type || 0 || 0), window of 8 probed slots, claim and eviction rule as the core, since
-// which entry a full window evicts must agree. The table is an array of entry records updated in place,
-// as the core's, so that entries overwritten under a flow's feet behave alike.
+// Conntrack: the same capacity, seed, hash (a multiply-xorshift over the key's five 64-bit words: a, b,
+// and ports | proto | type, keyed by the seed), window of 8 probed slots, claim and eviction rule as the
+// core, since which entry a full window evicts must agree. A reply entry has no expiry of its own: it lives
+// as long as the forward entry it points at (and that points back at it). The table is an array of entry
+// records updated in place, as the core's, so that entries overwritten under a flow's feet behave alike.
 //
 // Deliberate difference (inherited): ClientIP affinity state is the selection model's unbounded map, so
 // callers keep the number of (client, list) pairs far below the core's affinity capacity.
 
-import { murmur3 } from '../../src/compile/murmur3.js';
+import type { Core } from '../../src/engine/core.js';
+import type { Dataplane } from '../../src/engine/dataplane.js';
+import { PCTX } from '../../src/engine/packet-layout.js';
+import type { PacketBatchResult } from '../../src/engine/packet.js';
 import { ImageView, type ServiceView } from '../../src/compile/view.js';
 import { R_AFFINITY, R_NO_LOCAL_ENDPOINTS, R_SOURCE_RANGE, ReferenceSelector, SP_NONE, V_FORWARD, V_REJECT } from './model.js';
 
@@ -369,7 +373,6 @@ const emptyEntry = (): Entry => ({
 const keyMatches = (e: Entry, k: Key): boolean =>
   e.type === k.type && e.aport === k.aport && e.bport === k.bport && e.proto === k.proto && sameAddr(e.a, k.a) && sameAddr(e.b, k.b);
 
-const isLive = (e: Entry, now: number): boolean => e.type !== CT_EMPTY && now < e.expires;
 
 const expiry = (now: number, timeout: number): number => Math.min(now + timeout, 0xffffffff);
 
@@ -382,18 +385,38 @@ class Conntrack {
     this.mask = capacity - 1;
   }
 
-  /** Home slot: murmur3 over a || b || le16(aport) || le16(bport) || proto || type || 0 || 0. */
+  /** Home slot: h = IV ^ seed; per 64-bit word w (a[0..8], a[8..16], b[0..8], b[8..16] little-endian, then
+   * aport | bport << 16 | proto << 32 | type << 40): h = (h ^ w) * K1 mod 2^64, h ^= h >> 29; then
+   * h * K2 mod 2^64, high 32 bits. */
   private home(k: Key): number {
-    const bytes = new Uint8Array(40);
-    bytes.set(k.a, 0);
-    bytes.set(k.b, 16);
-    bytes[32] = k.aport & 0xff;
-    bytes[33] = k.aport >>> 8;
-    bytes[34] = k.bport & 0xff;
-    bytes[35] = k.bport >>> 8;
-    bytes[36] = k.proto;
-    bytes[37] = k.type;
-    return murmur3(bytes, this.seed);
+    const M = (1n << 64n) - 1n;
+    const le64 = (b: Uint8Array, at: number): bigint => {
+      let v = 0n;
+      for (let i = 7; i >= 0; i--) v = (v << 8n) | BigInt(b[at + i] as number);
+      return v;
+    };
+    let h = 0x6a09e667f3bcc909n ^ BigInt(this.seed);
+    const mix = (w: bigint): void => {
+      h = ((h ^ w) * 0x9e3779b97f4a7c15n) & M;
+      h ^= h >> 29n;
+    };
+    mix(le64(k.a, 0));
+    mix(le64(k.a, 8));
+    mix(le64(k.b, 0));
+    mix(le64(k.b, 8));
+    mix(BigInt(k.aport) | (BigInt(k.bport) << 16n) | (BigInt(k.proto) << 32n) | (BigInt(k.type) << 40n));
+    h = (h * 0xbf58476d1ce4e5b9n) & M;
+    return Number(h >> 32n);
+  }
+
+  /** When an entry expires: its own expiry, or for a reply entry its forward entry's (0 when unlinked). */
+  expiresOf(e: Entry, idx: number): number {
+    if (e.type !== CT_REPLY) return e.expires;
+    return this.peer(e, idx)?.expires ?? 0;
+  }
+
+  live(e: Entry, idx: number, now: number): boolean {
+    return e.type !== CT_EMPTY && now < this.expiresOf(e, idx);
   }
 
   /** The entry at an index (indices are taken modulo the capacity, SP_NONE included). */
@@ -406,7 +429,7 @@ class Conntrack {
     for (let i = 0; i < WINDOW; i++) {
       const idx = (home + i) % (this.mask + 1);
       const e = this.entries[idx] as Entry;
-      if (keyMatches(e, k) && now < e.expires) return { e, idx };
+      if (keyMatches(e, k)) return this.live(e, idx, now) ? { e, idx } : undefined; // the first entry of the key decides
     }
     return undefined;
   }
@@ -441,14 +464,14 @@ class Conntrack {
         vi = idx;
         break;
       }
-      if (victim && !isLive(victim, now)) continue; // already have a free one: the first free wins
-      if (!victim || !isLive(e, now) || e.expires < victim.expires) {
+      if (victim && !this.live(victim, vi, now)) continue; // already have a free one: the first free wins
+      if (!victim || !this.live(e, idx, now) || this.expiresOf(e, idx) < this.expiresOf(victim, vi)) {
         victim = e;
         vi = idx;
       }
     }
     if (!victim) throw new Error('reference conntrack: no slot (a table of one entry)');
-    if (isLive(victim, now)) {
+    if (this.live(victim, vi, now)) {
       if (!keyMatches(victim, k)) bump(this.counters, C_CT_EVICTED);
       this.kill(victim, vi);
     } else if (victim.type !== CT_EMPTY) {
@@ -522,7 +545,7 @@ export class ReferencePacketPath {
 
   /** Live conntrack entries (forward, reply, fragment) at `now`, for coverage. */
   liveEntries(now: number): number {
-    return this.ct.entries.filter((e) => isLive(e, now)).length;
+    return this.ct.entries.filter((e, i) => this.ct.live(e, i, now)).length;
   }
 
   /** Runs one packet (its bytes from the first IP header byte, rewritten in place) at time `now`. */
@@ -585,11 +608,9 @@ export class ReferencePacketPath {
     return this.timeouts[T_TCP_SYN] as number;
   }
 
-  /** Refreshes both entries of a flow. */
-  private touch(fwd: Entry, fwdIndex: number, b: Uint8Array, p: Parsed, fromClient: boolean, now: number): void {
+  /** Refreshes a flow (its reply entry follows the forward entry). */
+  private touch(fwd: Entry, b: Uint8Array, p: Parsed, fromClient: boolean, now: number): void {
     fwd.expires = expiry(now, this.timeoutFor(fwd, b, p, fromClient));
-    const r = this.ct.peer(fwd, fwdIndex);
-    if (r) r.expires = fwd.expires;
   }
 
   private service(slot: number): ServiceView | undefined {
@@ -612,7 +633,7 @@ export class ReferencePacketPath {
       if (!hit || !fwd) return set(PV_PASS, PR.NOT_SERVICE);
       const e = hit.e;
       rewrite(b, p, false, e.nat, e.natPort, false);
-      this.touch(fwd, e.peer, b, p, false, now);
+      this.touch(fwd, b, p, false, now);
       if (p.frag === 1) this.trackFragment(p, p.src, p.dst, true, e.nat, now);
       res.revnat = e.revnat; // read after tracking, which may have taken this very slot
       return set(PV_REVERSE, PR.REVERSE);
@@ -679,8 +700,9 @@ export class ReferencePacketPath {
     const e = hit.e;
     const frontendAddr = p.dst;
     rewrite(b, p, true, e.nat, e.natPort, false);
-    this.touch(e, hit.idx, b, p, true, now);
+    this.touch(e, b, p, true, now);
     if (p.frag === 1) this.trackFragment(p, p.src, frontendAddr, false, e.nat, now);
+    res.revnat = e.revnat; // the flow's (set when its backend was chosen)
     set(PV_FORWARD, reason);
   }
 
@@ -694,7 +716,7 @@ export class ReferencePacketPath {
     r.natPort = fwd.bport;
     r.peer = fwdIndex;
     r.revnat = fwd.revnat;
-    r.expires = fwd.expires;
+    r.expires = 0; // unused: a reply entry lives as long as its forward entry
   }
 
   /** ICMP port unreachable from the frontend to the client, quoting the packet as received (or nothing, to a non-unicast source). */
@@ -773,5 +795,50 @@ export class ReferencePacketPath {
       return set(PV_FORWARD, PR.ICMP_FORWARD);
     }
     set(PV_PASS, PR.NOT_SERVICE);
+  }
+}
+
+/**
+ * The model driven like dp.packets: over a dataplane's served image, with the dataplane core's conntrack
+ * capacity, seed and timeouts (read from its packet-path state), packets in one buffer at offsets.
+ * `reload()` re-reads the served image after a change (conntrack and affinity state are kept).
+ */
+export class PacketModel {
+  readonly path: ReferencePacketPath;
+
+  constructor(private readonly dp: Dataplane, opts: { conntrackCapacity?: number } = {}) {
+    const core = (dp as unknown as { core: Core }).core;
+    const buf = core.packetBuffers();
+    if (opts.conntrackCapacity !== undefined && opts.conntrackCapacity > buf.conntrackCapacity) {
+      throw new RangeError(`conntrack capacity ${opts.conntrackCapacity} > the core's ${buf.conntrackCapacity}`);
+    }
+    const mem = core.memory;
+    const dv = new DataView(mem.buffer, mem.byteOffset);
+    this.path = new ReferencePacketPath({ capacity: buf.conntrackCapacity, seed: dv.getUint32(buf.pctx + PCTX.ctSeed, true) });
+    for (let i = 0; i < 8; i++) this.path.setTimeout(i, dv.getUint32(buf.pctx + PCTX.timeout + i * 4, true));
+    this.reload();
+  }
+
+  reload(): void {
+    this.path.load(this.dp.tables.bytes);
+  }
+
+  /** Like dp.packets.processBatch: rewrites `data` in place. */
+  processBatch(data: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, now: number): PacketBatchResult {
+    const count = Math.min(offsets.length, lengths.length);
+    const out: PacketBatchResult = { verdicts: new Uint8Array(count), reasons: new Uint8Array(count), revnat: new Uint32Array(count), replies: new Array(count) };
+    for (let i = 0; i < count; i++) {
+      const off = offsets[i] as number;
+      const r = this.path.process(data.subarray(off, off + (lengths[i] as number)), now);
+      out.verdicts[i] = r.verdict;
+      out.reasons[i] = r.reason;
+      out.revnat[i] = r.revnat;
+      out.replies[i] = r.reply;
+    }
+    return out;
+  }
+
+  counters(): number[] {
+    return [...this.path.counters];
   }
 }

@@ -161,6 +161,7 @@ async function roundTrip(protocol: Protocol, v6: boolean): Promise<void> {
   const o = run(dp, first);
   expect(vr(o)).toEqual(['forward', 'forward_new']);
   expect(o.frontend).toEqual({ address: fe, port, protocol });
+  expect(o.service).toBe('shop/web');
   const info = parse(first);
   expect([...info.dst]).toEqual([...be.bytes]);
   expect(info.dport).toBe(be.port);
@@ -173,6 +174,7 @@ async function roundTrip(protocol: Protocol, v6: boolean): Promise<void> {
   const replyBefore = reply.slice();
   const r = run(dp, reply);
   expect(vr(r)).toEqual(['reverse', 'reverse_nat']);
+  expect([r.service, r.frontend]).toEqual(['shop/web', { address: fe, port, protocol }]);
   const ri = parse(reply);
   expect([...ri.src]).toEqual([...addr(fe)]);
   expect(ri.sport).toBe(port);
@@ -448,6 +450,21 @@ describe('fragments', () => {
     expect([parse(re).src.join('.'), parse(re).sport]).toEqual([WEB, 53]);
   });
 
+  it('IPv6: later fragments of a reverse-NATed reply get the frontend as their source', async () => {
+    const dp = await plane();
+    const be = backendOf(dp, 'UDP', CLIENT6, 40029, WEB6, 53);
+    run(dp, packet('UDP', CLIENT6, 40029, WEB6, 53));
+    const [first, later] = fragment6(packet('UDP', be.address, be.port, CLIENT6, 40029, { payload: pattern(200) }), 104, 0x99);
+    expect(vr(run(dp, first))).toEqual(['reverse', 'reverse_nat']);
+    const laterBefore = later.slice();
+    expect(vr(run(dp, later))).toEqual(['reverse', 'reverse_fragment']);
+    expect([...parse(later).src]).toEqual([...addr(WEB6)]);
+    expect(changedOutside(laterBefore, later, [[8, 24]])).toEqual([]);
+    const re = reassemble(first, later);
+    expect(checksums(re)).toEqual(OK6);
+    expect(parse(re).sport).toBe(53);
+  });
+
   it('a later fragment arriving before its first passes untouched (pass_fragment_untracked)', async () => {
     const dp = await plane();
     const [, later] = fragment4(packet('UDP', CLIENT, 40022, WEB, 53, { payload: pattern(100) }), 56);
@@ -709,6 +726,27 @@ describe('reject and drops', () => {
   it('no endpoints, IPv6 TCP: ICMPv6 port unreachable (1/4), checksum over the pseudo-header', () => reject(true, 'TCP', 0, 1280));
   it('no endpoints, IPv6 UDP of 1448 bytes: the quote is cut at 1280 bytes of reply', () => reject(true, 'UDP', 1400, 1280));
   it('no endpoints, SCTP is rejected the same way', () => reject(false, 'SCTP', 0, 576));
+
+  it('rejects in one batch each get their own reply, quoting their own packet', async () => {
+    const dp = await plane();
+    const pkts = [
+      packet('TCP', CLIENT, 40043, EMPTY, 80),
+      packet('TCP', CLIENT, 40043, WEB, 80),
+      packet('UDP', CLIENT6, 40044, EMPTY6, 53, { payload: pattern(50) }),
+      packet('UDP', '203.0.113.9', 40045, EMPTY, 53, { payload: pattern(7) }),
+    ];
+    const originals = pkts.map((p) => p.slice());
+    const outs = dp.process(pkts, NOW);
+    expect(outs.map(vr)).toEqual([['reject', 'reject_no_endpoints'], ['forward', 'forward_new'], ['reject', 'reject_no_endpoints'], ['reject', 'reject_no_endpoints']]);
+    expect(outs[1]?.reply).toBeUndefined();
+    for (const i of [0, 2, 3]) {
+      const reply = outs[i]?.reply as Uint8Array;
+      const hl = i === 2 ? 40 : 20;
+      expect([...reply.subarray(hl + 8)]).toEqual([...(originals[i] as Uint8Array)]);
+      expect([...parse(reply).dst]).toEqual([...parse(originals[i] as Uint8Array).src]);
+      expect(checksums(reply)).toEqual(i === 2 ? OK6 : OK);
+    }
+  });
 
   it('a reject to a non-unicast source writes no reply (RFC 1122 3.2.2) and is counted', async () => {
     const dp = await plane();

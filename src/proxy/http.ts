@@ -216,7 +216,8 @@ export class HttpIngress {
 
   private forward(req: IncomingMessage, res: ServerResponse, scheme: Scheme, at: Attempt): void {
     const be = at.backend;
-    const labels = { protocol: 'HTTP', service: at.service, backend: formatAddress(be.address, be.port) };
+    const backendName = formatAddress(be.address, be.port);
+    const m = this.metrics.backend('HTTP', at.service, backendName);
     const headers = endToEnd(req.headers);
     const xff = req.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = xff ? `${String(xff)}, ${at.src}` : at.src;
@@ -225,18 +226,16 @@ export class HttpIngress {
     const to = this.opts.dial(be.address, be.port);
     const agent = this.agentFor(be.address, be.port);
     const up = httpRequest({ host: to.address, port: to.port, method: req.method, path: req.url, headers, agent });
-    this.metrics.total.inc(labels);
-    this.metrics.active.inc(labels);
+    m.total.inc();
+    m.active.inc();
     let finished = false;
     const untrack = this.tracker.add({ protocol: 'HTTP', service: at.service, backend: backendKey(canonicalIp(be.address), be.port), close: () => up.destroy(new Error('backend left the EndpointSlices')) });
     const done = (): void => {
       if (finished) return;
       finished = true;
       untrack();
-      this.metrics.active.dec(labels);
+      m.active.dec();
     };
-    const toBackend = this.metrics.bytes.labels({ ...labels, direction: 'to_backend' });
-    const toClient = this.metrics.bytes.labels({ ...labels, direction: 'to_client' });
 
     let connectTimer: NodeJS.Timeout | undefined;
     up.on('socket', (s) => {
@@ -257,7 +256,7 @@ export class HttpIngress {
       const code = pres.statusCode ?? 502;
       this.metrics.httpResponses.inc({ service: at.service, code: String(code) });
       res.writeHead(code, pres.statusMessage, endToEnd(pres.headers));
-      pres.on('data', (b: Buffer) => toClient.inc(b.length));
+      pres.on('data', (b: Buffer) => m.toClient.inc(b.length));
       pres.pipe(res);
       pres.on('end', done);
       pres.on('error', () => res.destroy());
@@ -287,12 +286,12 @@ export class HttpIngress {
       }
       const reason = e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ETIMEDOUT' ? 'timeout' : e.code === 'ECONNTIMEOUT' ? 'connect_timeout' : e.code === 'ECONNRESET' ? 'reset' : 'backend_error';
       this.metrics.errors.inc({ protocol: 'HTTP', reason });
-      if (reason === 'timeout') this.respond(res, 504, at.service, `gateway timeout: ${labels.backend} did not answer in ${this.opts.requestTimeoutMs} ms`);
-      else this.respond(res, 502, at.service, `bad gateway: ${labels.backend}: ${e.code ?? e.message}`);
+      if (reason === 'timeout') this.respond(res, 504, at.service, `gateway timeout: ${backendName} did not answer in ${this.opts.requestTimeoutMs} ms`);
+      else this.respond(res, 502, at.service, `bad gateway: ${backendName}: ${e.code ?? e.message}`);
     });
     if (at.retried) up.end(); // a retry carries no body (a condition of retrying)
     else {
-      req.on('data', (b: Buffer) => toBackend.inc(b.length));
+      req.on('data', (b: Buffer) => m.toBackend.inc(b.length));
       req.pipe(up);
     }
   }

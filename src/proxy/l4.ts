@@ -223,11 +223,9 @@ export class L4Proxy {
     }
     const service = sel.service ?? fe.service;
     const be = sel.backend;
-    const labels = { protocol: 'TCP', service, backend: formatAddress(be.address, be.port) };
-    this.metrics.total.inc(labels);
-    this.metrics.active.inc(labels);
-    const toBackend = this.metrics.bytes.labels({ ...labels, direction: 'to_backend' });
-    const toClient = this.metrics.bytes.labels({ ...labels, direction: 'to_client' });
+    const m = this.metrics.backend('TCP', service, formatAddress(be.address, be.port));
+    m.total.inc();
+    m.active.inc();
 
     const to = this.opts.dial(be.address, be.port);
     const upstream = connect({ host: to.address, port: to.port, allowHalfOpen: true, noDelay: true });
@@ -252,15 +250,15 @@ export class L4Proxy {
     const closed = (): void => {
       if (--open > 0) return;
       untrack();
-      this.metrics.active.dec(labels);
+      m.active.dec();
     };
 
     upstream.setTimeout(this.opts.connectTimeoutMs, () => fail('timeout'));
     upstream.once('connect', () => {
       connected = true;
       upstream.setTimeout(0);
-      client.on('data', (b: Buffer) => toBackend.inc(b.length));
-      upstream.on('data', (b: Buffer) => toClient.inc(b.length));
+      client.on('data', (b: Buffer) => m.toBackend.inc(b.length));
+      upstream.on('data', (b: Buffer) => m.toClient.inc(b.length));
       // pipe() gives backpressure both ways and passes each side's FIN on with end(): half-close.
       client.pipe(upstream);
       upstream.pipe(client);
@@ -312,11 +310,9 @@ export class L4Proxy {
     }
     const be = sel.backend;
     const service = sel.service ?? fe.service;
-    const labels = { protocol: 'UDP', service, backend: formatAddress(be.address, be.port) };
-    const toBackend = this.metrics.bytes.labels({ ...labels, direction: 'to_backend' });
-    const toClient = this.metrics.bytes.labels({ ...labels, direction: 'to_client' });
-    this.metrics.total.inc(labels);
-    this.metrics.active.inc(labels);
+    const series = this.metrics.backend('UDP', service, formatAddress(be.address, be.port));
+    series.total.inc();
+    series.active.inc();
     const to = this.opts.dial(be.address, be.port);
     const upstream = createSocket({ type: isIP(to.address) === 6 ? 'udp6' : 'udp4' });
     const listener = l.udp as UdpSocket;
@@ -327,7 +323,7 @@ export class L4Proxy {
       queue: [],
       timer: setTimeout(() => idle(), this.opts.udpIdleMs),
       send: (m) => {
-        toBackend.inc(m.length);
+        series.toBackend.inc(m.length);
         upstream.send(m, (e) => {
           if (e) this.metrics.errors.inc({ protocol: 'UDP', reason: errorReason(e as NodeJS.ErrnoException, true) });
         });
@@ -338,7 +334,7 @@ export class L4Proxy {
         clearTimeout(flow.timer);
         (l.flows as Map<string, UdpFlow>).delete(key);
         untrack();
-        this.metrics.active.dec(labels);
+        series.active.dec();
         upstream.close();
       },
     };
@@ -352,7 +348,7 @@ export class L4Proxy {
     const untrack = this.tracker.add({ protocol: 'UDP', service, backend: backendKey(canonicalIp(be.address), be.port), close: () => flow.close() });
     upstream.on('message', (reply) => {
       flow.last = Date.now();
-      toClient.inc(reply.length);
+      series.toClient.inc(reply.length);
       listener.send(reply, rinfo.port, rinfo.address);
     });
     // A connected UDP socket reports the backend's ICMP port unreachable as ECONNREFUSED.

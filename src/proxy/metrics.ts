@@ -3,6 +3,14 @@
 
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
+
+/** The series of one (protocol, service, backend), resolved once: label lookups cost per call. */
+export interface BackendSeries {
+  total: Counter.Internal;
+  active: Gauge.Internal<string>;
+  toBackend: Counter.Internal;
+  toClient: Counter.Internal;
+}
 import type { HostPort } from './address.js';
 
 export class ProxyMetrics {
@@ -79,6 +87,25 @@ export class ProxyMetrics {
     help: 'When the current state was loaded (Unix seconds)',
     registers: [this.registry],
   });
+
+  private readonly series = new Map<string, BackendSeries>();
+
+  /** The per-backend series for a connection or request (cached: one map lookup on the hot path). */
+  backend(protocol: string, service: string, backend: string): BackendSeries {
+    const key = `${protocol}|${service}|${backend}`;
+    let s = this.series.get(key);
+    if (!s) {
+      const labels = { protocol, service, backend };
+      s = {
+        total: this.total.labels(labels),
+        active: this.active.labels(labels),
+        toBackend: this.bytes.labels({ ...labels, direction: 'to_backend' }),
+        toClient: this.bytes.labels({ ...labels, direction: 'to_client' }),
+      };
+      this.series.set(key, s);
+    }
+    return s;
+  }
 
   constructor() {
     // Zero the reload counters so that rate() and alerts see them before the first failure.

@@ -151,10 +151,12 @@ export class Core implements ImageMemory {
   readonly imageBase: number;
   private readonly readerHandles: ReaderHandle[] = [];
   private readonly packets: PacketBuffers;
+  private readonly stateSeed: number | undefined;
 
   constructor(kind: EngineKind, exports: CoreExports, opts: CoreOptions = {}, sharedMemory?: WebAssembly.Memory) {
     this.kind = kind;
     this.x = exports;
+    this.stateSeed = opts.stateSeed;
     this.u8 = new Uint8Array(this.x.memory.buffer);
     for (let i = 0; i < STRUCT_SIZES.length; i++) {
       if (this.x.sp_sizeof(i) !== STRUCT_SIZES[i]) throw new CoreError(`core ABI mismatch: struct ${i} is ${this.x.sp_sizeof(i)} bytes in C, ${STRUCT_SIZES[i]} in TypeScript`);
@@ -202,8 +204,7 @@ export class Core implements ImageMemory {
     const seed = opts.stateSeed ?? (Math.random() * 0x100000000) >>> 0;
     const rc = this.x.sp_ctx_init(this.ctx, affinity, cap, seed);
     if (rc !== 0) throw new CoreError(`core context init failed (${rc})`);
-    const prc = this.x.sp_pctx_init(pctx, this.ctx, conntrack, ctCap, (seed ^ 0x9e3779b9) >>> 0);
-    if (prc !== 0) throw new CoreError(`packet-path init failed (${prc})`);
+    this.resetPackets();
   }
 
   /** Current bytes of core memory (a fresh view: never keep it across calls that may grow memory). */
@@ -227,12 +228,24 @@ export class Core implements ImageMemory {
     if (rc !== 0) throw new CoreError(`core rejected the image: ${ATTACH_ERRORS[rc] ?? `error ${rc}`}`);
   }
 
-  /** Copies a compiled image into the arena and attaches it. */
+  /**
+   * Copies a compiled image into the arena and attaches it. The packet path starts afresh (empty
+   * conntrack, counters at 0): its established flows were checked against the tables they replace.
+   */
   loadImage(image: Uint8Array): void {
     this.x.sp_detach(this.ctx);
     this.ensure(this.imageBase + image.byteLength);
     this.memory.set(image, this.imageBase);
     this.attach(image.byteLength);
+    this.resetPackets();
+  }
+
+  private resetPackets(): void {
+    const p = this.packets;
+    // A given stateSeed makes the conntrack placement reproducible too (tests); else random per start.
+    const seed = this.stateSeed !== undefined ? (this.stateSeed ^ 0x9e3779b9) >>> 0 : (Math.random() * 0x100000000) >>> 0;
+    const rc = this.x.sp_pctx_init(p.pctx, this.ctx, p.conntrack, p.conntrackCapacity, seed);
+    if (rc !== 0) throw new CoreError(`packet-path init failed (${rc})`);
   }
 
   hash20(key: Uint8Array, seed: number): number {

@@ -1220,6 +1220,19 @@ describe('conntrack', () => {
     expect(() => dp.process(wave, NOW + 2)).not.toThrow();
     expect(dp.packets.counters().conntrack_evicted_table_full).toBeGreaterThan(c.conntrack_evicted_table_full as number);
   });
+
+  it('eviction takes the entry closest to expiry: an established flow survives a flood of new SYN-only flows', async () => {
+    const dp = await plane(v4Only(V4_BACKENDS), { conntrackCapacity: 64 });
+    const be = handshake(dp, 34000, NOW); // expires at NOW + 21600; every flood entry at NOW + 60
+    const flood = Array.from({ length: 2000 }, (_, i) => packet('TCP', `203.0.113.${1 + (i % 250)}`, 1024 + i, WEB, 80));
+    dp.process(flood, NOW);
+    expect(dp.packets.counters().conntrack_evicted_table_full).toBeGreaterThan(0);
+    const { o, to } = nextPacket(dp, 34000, NOW + 1);
+    expect([...vr(o), to]).toEqual(['forward', 'forward_established', `${be.address}:${be.port}`]);
+    const reply = packet('TCP', be.address, be.port, CLIENT, 34000, { flags: TCP_FLAGS.ACK });
+    expect(vr(run(dp, reply, NOW + 1))).toEqual(['reverse', 'reverse_nat']);
+    expect(parse(reply).src.join('.')).toBe(WEB);
+  });
 });
 
 // ---- counters ----

@@ -5,6 +5,8 @@
 //   direct       autocannon -> backend
 //   L4 TCP       autocannon -> proxy TCP frontend (--bind) -> backend (select() per connection)
 //   HTTP Ingress autocannon -> proxy HTTP listener -> backend (route() per request, pooled upstreams)
+//   minimal Node HTTP proxy  the same path through ten lines of http.request + pipe (no routing, no
+//                metrics, no header rewriting), to show what Node's HTTP stack costs by itself
 // Bounded in time: --duration seconds per case (default 10), everything killed after a hard deadline.
 // Run: npm run bench:load [-- --duration 10 --connections 50] (compiles this file alone, so that other
 // bench files do not have to build). Loopback only (127.78.0.0/16).
@@ -15,7 +17,7 @@
 
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:http';
+import { Agent, createServer, request } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -25,6 +27,7 @@ const POD_ADDRS = ['127.78.0.11', '127.78.0.12'];
 const POD_PORT = 8080;
 const FRONTEND = { ip: '10.96.78.10', port: 80, local: '127.78.1.10', localPort: 18000 };
 const INGRESS = { address: '127.78.1.1', port: 18080 };
+const BARE = { address: '127.78.1.2', port: 18081 };
 const BODY = 'x'.repeat(1024);
 
 const { values } = parseArgs({
@@ -52,6 +55,21 @@ async function backend(): Promise<void> {
     s.keepAliveTimeout = 30_000;
     await new Promise<void>((r) => s.listen(POD_PORT, a, () => r()));
   }
+  process.send?.('ready');
+}
+
+/** The minimal-proxy role: what a reverse proxy in Node costs before it does anything of its own. */
+async function bare(): Promise<void> {
+  const agent = new Agent({ keepAlive: true });
+  const s = createServer((req, res) => {
+    const up = request({ host: POD_ADDRS[0], port: POD_PORT, method: req.method, path: req.url, headers: req.headers, agent }, (pres) => {
+      res.writeHead(pres.statusCode ?? 502, pres.headers);
+      pres.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => s.listen(BARE.port, BARE.address, () => r()));
   process.send?.('ready');
 }
 
@@ -116,6 +134,7 @@ async function run(name: string, url: string, host: string | undefined, seconds:
 
 async function main(): Promise<void> {
   if (values.role === 'backend') return backend();
+  if (values.role === 'bare') return bare();
   const seconds = Number(values.duration);
   const connections = Number(values.connections);
   const warmup = Number(values.warmup);
@@ -125,12 +144,15 @@ async function main(): Promise<void> {
     console.error('load: deadline passed, stopping');
     for (const c of children) c.kill('SIGKILL');
     process.exit(1);
-  }, (3 * (seconds + warmup) + 30) * 1000);
+  }, (4 * (seconds + warmup) + 30) * 1000);
   deadline.unref();
   try {
     const be = spawn(process.execPath, [process.argv[1] as string, '--role', 'backend'], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
     children.push(be);
     await waitFor(be, (s) => s.includes('ready'), 5000, 'backend');
+    const minimal = spawn(process.execPath, [process.argv[1] as string, '--role', 'bare'], { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+    children.push(minimal);
+    await waitFor(minimal, (s) => s.includes('ready'), 5000, 'minimal proxy');
     const file = manifests(mkdtempSync(join(tmpdir(), 'svcplane-load-')));
     const proxy = spawn(process.execPath, [
       resolve('dist/cli/bin.js'), 'proxy', file, '--node', 'bench', '--no-watch',
@@ -145,6 +167,7 @@ async function main(): Promise<void> {
       ['direct', `http://${POD_ADDRS[0]}:${POD_PORT}/`, undefined],
       ['L4 TCP', `http://${FRONTEND.local}:${FRONTEND.localPort}/`, undefined],
       ['HTTP Ingress', `http://${INGRESS.address}:${INGRESS.port}/`, 'bench.test'],
+      ['minimal Node HTTP proxy', `http://${BARE.address}:${BARE.port}/`, undefined],
     ];
     const results: Figures[] = [];
     for (const [name, url, host] of cases) {

@@ -601,8 +601,12 @@ async function icmpCase(c: IcmpCase): Promise<void> {
   const rest = c.rest ?? new Uint8Array(4);
   const seg = c.v6 ? icmp6(c.type, c.code, offending.subarray(0, n), rest) : icmp4(c.type, c.code, offending.subarray(0, n), rest);
   const err = c.v6 ? ipv6({ src, dst }, seg) : ipv4({ src, dst }, seg);
+  const errBefore = err.slice();
   const o = run(dp, err);
   const info = parse(err);
+  // Outside the quote, only the translated outer address and the checksums may change.
+  const outerAddr: [number, number] = c.about === 'dnat' ? (c.v6 ? [8, 24] : [12, 16]) : c.v6 ? [24, 40] : [16, 20];
+  expect(changedOutside(errBefore, err, [outerAddr, [10, 12].map((x) => (c.v6 ? 0 : x)) as [number, number], [info.l4 + 2, info.l4 + 4], [info.l4 + 8, err.length]])).toEqual([]);
   if (c.about === 'dnat') {
     // Back to the client: the quote becomes what the client sent; an error from the backend itself
     // appears to come from the frontend.

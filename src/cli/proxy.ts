@@ -46,7 +46,8 @@ Listeners:
 
 Behaviour:
   --grace SECONDS        connections to an endpoint that left the EndpointSlices are closed after this
-                         (default ${PROXY_DEFAULTS.graceMs / 1000}); terminating endpoints keep theirs and get no new ones
+                         (default ${PROXY_DEFAULTS.graceMs / 1000}); terminating endpoints keep theirs and, while others
+                         are ready, get no new ones
   --udp-idle SECONDS     a UDP flow with no packet for this long is forgotten (default ${PROXY_DEFAULTS.udpIdleMs / 1000})
   --connect-timeout SECONDS
                          backend connect timeout (default ${PROXY_DEFAULTS.connectTimeoutMs / 1000})
@@ -66,8 +67,11 @@ Node options:
   --ingress-class NAME   the IngressClass served (default: the default IngressClass)
   --cluster-seed N       cluster-wide Maglev seed (default 0x53564350)
 
-Exit codes: 0 stopped by SIGINT/SIGTERM, 1 the manifests have errors or a listener cannot open,
-2 usage error.`;
+A frontend that cannot be bound (EADDRNOTAVAIL: map it with --bind) is logged and tried again at each
+reload; the other listeners serve meanwhile.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 the manifests have errors or an --http, --https or --admin
+address cannot be listened on, 2 usage error.`;
 
 const OPTIONS = {
   node: { type: 'string' },

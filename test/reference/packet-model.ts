@@ -182,6 +182,10 @@ interface Parsed {
   dport: number;
 }
 
+/** The protocol part of a datagram's identity: IPv4 fragments each carry it; IPv6 identifies a datagram
+ * by source, destination and identification only (RFC 8200 4.5). */
+const fragProto = (p: Parsed): number => (p.v6 ? 0 : p.proto);
+
 const isL4 = (proto: number): boolean => proto === P_TCP || proto === P_UDP || proto === P_SCTP;
 
 /** Parses an IP header; returns the packet, or the PR_* reason to drop (or pass) it with. `quoted`: the
@@ -212,6 +216,10 @@ function parseIp(b: Uint8Array, quoted: boolean): Parsed | number {
     if (quoted) total = len;
     else if (total === 40 && b[6] === 0) return PR.MALFORMED_IP; // a jumbogram: payload length 0 with hop-by-hop options
     else if (total > len) return PR.MALFORMED_IP;
+    // IPv4-mapped addresses never travel in IPv6 packets (RFC 4291 2.5.5.2); the image's IPv4 form would
+    // otherwise match IPv4 frontends and flows.
+    const v4mapped = (at: number): boolean => b.subarray(at, at + 10).every((x) => x === 0) && b[at + 10] === 0xff && b[at + 11] === 0xff;
+    if (v4mapped(8) || v4mapped(24)) return PR.MALFORMED_IP;
     p.total = total;
     p.alen = 16;
     p.saddr = 8;
@@ -576,7 +584,7 @@ export class ReferencePacketPath {
   }
 
   private laterFragment(b: Uint8Array, p: Parsed, now: number, set: (v: number, r: number) => void): void {
-    const hit = this.ct.find({ a: p.src, b: p.dst, aport: p.fragId >>> 16, bport: p.fragId & 0xffff, proto: p.proto, type: CT_FRAGMENT }, now);
+    const hit = this.ct.find({ a: p.src, b: p.dst, aport: p.fragId >>> 16, bport: p.fragId & 0xffff, proto: fragProto(p), type: CT_FRAGMENT }, now);
     if (!hit) return set(PV_PASS, PR.FRAGMENT_UNTRACKED);
     const reverse = hit.e.dir === 1;
     rewrite(b, p, !reverse, hit.e.nat, SP_NONE, false);
@@ -584,7 +592,7 @@ export class ReferencePacketPath {
   }
 
   private trackFragment(p: Parsed, src: Uint8Array, dst: Uint8Array, rewriteSource: boolean, nat: Uint8Array, now: number): void {
-    const { e } = this.ct.claim({ a: src, b: dst, aport: p.fragId >>> 16, bport: p.fragId & 0xffff, proto: p.proto, type: CT_FRAGMENT }, now, SP_NONE);
+    const { e } = this.ct.claim({ a: src, b: dst, aport: p.fragId >>> 16, bport: p.fragId & 0xffff, proto: fragProto(p), type: CT_FRAGMENT }, now, SP_NONE);
     e.nat = nat.slice();
     e.natPort = 0;
     e.dir = rewriteSource ? 1 : 0;
@@ -631,6 +639,8 @@ export class ReferencePacketPath {
       const hit = this.ct.find({ a: p.src, b: p.dst, aport: p.sport, bport: p.dport, proto: p.proto, type: CT_REPLY }, now);
       const fwd = hit ? this.ct.peer(hit.e, hit.idx) : undefined;
       if (!hit || !fwd) return set(PV_PASS, PR.NOT_SERVICE);
+      // A fragmented SCTP reply: its CRC32c (over the whole packet, ports included) cannot be fixed per fragment.
+      if (p.proto === P_SCTP && p.frag !== 0) return set(PV_DROP, PR.FRAGMENT_SCTP);
       const e = hit.e;
       rewrite(b, p, false, e.nat, e.natPort, false);
       this.touch(fwd, b, p, false, now);

@@ -176,7 +176,7 @@ export class HttpIngress {
   }
 
   private respond(res: ServerResponse, code: number, service: string, text: string): void {
-    this.metrics.httpResponses.inc({ service, code: String(code) });
+    this.metrics.httpResponse(service, code);
     if (res.headersSent) {
       res.destroy();
       return;
@@ -200,7 +200,7 @@ export class HttpIngress {
       return;
     }
     const service = r.service ?? '';
-    this.metrics.selections.inc({ protocol: 'HTTP', service, verdict: String(r.status) });
+    this.metrics.selection('HTTP', service, String(r.status));
     if (r.status === 404 || !r.service) {
       this.metrics.errors.inc({ protocol: 'HTTP', reason: 'no_route' });
       this.respond(res, 404, service, `no Ingress rule matches host "${host ?? ''}" path "${path.split('?', 1)[0] ?? ''}"`);
@@ -254,7 +254,7 @@ export class HttpIngress {
 
     up.on('response', (pres) => {
       const code = pres.statusCode ?? 502;
-      this.metrics.httpResponses.inc({ service: at.service, code: String(code) });
+      this.metrics.httpResponse(at.service, code);
       res.writeHead(code, pres.statusMessage, endToEnd(pres.headers));
       pres.on('data', (b: Buffer) => m.toClient.inc(b.length));
       pres.pipe(res);

@@ -199,7 +199,7 @@ export class L4Proxy {
   private select(protocol: L4Protocol, fe: Frontend, src: string, sport: number): Selection | undefined {
     try {
       const sel = this.selector.select({ protocol, src, sport, dst: fe.address, dport: fe.port });
-      this.metrics.selections.inc({ protocol, service: sel.service ?? fe.service, verdict: sel.verdict });
+      this.metrics.selection(protocol, sel.service ?? fe.service, sel.verdict);
       return sel;
     } catch (e) {
       this.metrics.errors.inc({ protocol, reason: 'select' });

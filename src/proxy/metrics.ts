@@ -107,6 +107,24 @@ export class ProxyMetrics {
     return s;
   }
 
+  private readonly counters = new Map<string, Counter.Internal>();
+
+  /** A labelled counter child, cached by its label values (selections and responses happen per request). */
+  private child(metric: string, c: Counter<string>, labels: Record<string, string>): Counter.Internal {
+    const key = `${metric}|${Object.values(labels).join('|')}`;
+    let ch = this.counters.get(key);
+    if (!ch) this.counters.set(key, (ch = c.labels(labels)));
+    return ch;
+  }
+
+  selection(protocol: string, service: string, verdict: string): void {
+    this.child('selections', this.selections, { protocol, service, verdict }).inc();
+  }
+
+  httpResponse(service: string, code: number): void {
+    this.child('responses', this.httpResponses, { service, code: String(code) }).inc();
+  }
+
   constructor() {
     // Zero the reload counters so that rate() and alerts see them before the first failure.
     this.reloads.inc({ result: 'ok' }, 0);

@@ -21,7 +21,7 @@ import { CT, EVENT_COUNTERS, PCTX, REASON_KEYS, TIMEOUTS, type ConntrackTimeouts
 import { type Protocol, parseIp } from '../src/k8s/net.js';
 import type { EndpointSlice, Service } from '../src/k8s/types.js';
 import {
-  PR, PR_NAMES, PV_FORWARD, PV_REVERSE, ReferencePacketPath, checksumOf, crc32c, mapped, pseudoSum, wordSum,
+  type Entry, PR, PR_NAMES, PV_FORWARD, PV_REVERSE, ReferencePacketPath, checksumOf, crc32c, mapped, pseudoSum, wordSum,
 } from './reference/packet-model.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -377,7 +377,8 @@ interface Scenario {
   clusterSeed: number;
   tableSeed: number;
   conntrackCapacity: number;
-  shortTimeouts: boolean;
+  /** Conntrack timeouts set on both (undefined: the defaults). */
+  timeouts: Required<ConntrackTimeouts> | undefined;
 }
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
@@ -395,10 +396,19 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   clusterSeed: fc.nat(),
   tableSeed: fc.nat(),
   conntrackCapacity: fc.constantFrom(8, 16, 64, 64, 1024),
-  shortTimeouts: fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+  timeouts: fc.oneof(
+    { weight: 1, arbitrary: fc.constant(undefined) },
+    { weight: 2, arbitrary: fc.constant({ tcpSyn: 20, tcpEstablished: 60, tcpClosing: 5, udp: 15, sctp: 12, fragment: 8 }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        tcpSyn: fc.integer({ min: 1, max: 30 }), tcpEstablished: fc.integer({ min: 1, max: 90 }), tcpClosing: fc.integer({ min: 1, max: 10 }),
+        udp: fc.integer({ min: 1, max: 30 }), sctp: fc.integer({ min: 1, max: 30 }), fragment: fc.integer({ min: 1, max: 10 }),
+      }),
+    },
+  ),
 });
 
-const SHORT_TIMEOUTS: Required<ConntrackTimeouts> = { tcpSyn: 20, tcpEstablished: 60, tcpClosing: 5, udp: 15, sctp: 12, fragment: 8 };
 
 /** A flow the core forwarded (client -> backend after DNAT), or a reply it reverse-NATed (frontend -> client). */
 interface Seen {
@@ -778,6 +788,51 @@ function ctSeedOf(dp: Dataplane): number {
   return new DataView(mem.buffer, mem.byteOffset).getUint32(core.packetBuffers().pctx + PCTX.ctSeed, true);
 }
 
+/** The first conntrack slot whose entry differs between the core and the model (every field but pad and gen). */
+function tableDifference(dp: Dataplane, model: ReferencePacketPath): string | undefined {
+  const t = conntrackBytes(dp);
+  const dv = new DataView(t.buffer, t.byteOffset, t.byteLength);
+  const rows = model.table();
+  // The model's table in the core's layout (pad and gen left as the core has them), compared at once.
+  const want = t.slice();
+  const wv = new DataView(want.buffer);
+  rows.forEach((m, i) => {
+    const at = i * CT.size;
+    want.set(m.a, at + CT.a);
+    want.set(m.b, at + CT.b);
+    wv.setUint16(at + CT.aport, m.aport, true);
+    wv.setUint16(at + CT.bport, m.bport, true);
+    want[at + CT.proto] = m.proto;
+    want[at + CT.type] = m.type;
+    want[at + CT.tcp] = m.tcp;
+    want[at + CT.dir] = m.dir;
+    wv.setUint32(at + CT.expires, m.expires, true);
+    want.set(m.nat, at + CT.nat);
+    wv.setUint16(at + CT.natPort, m.natPort, true);
+    wv.setUint32(at + CT.peer, m.peer >>> 0, true);
+    wv.setUint32(at + CT.beIndex, m.beIndex >>> 0, true);
+    wv.setUint32(at + CT.revnat, m.revnat >>> 0, true);
+  });
+  if (same(want, t)) return undefined;
+  for (let i = 0; i < rows.length; i++) {
+    const m = rows[i] as Entry;
+    const at = i * CT.size;
+    if (same(want.subarray(at, at + CT.size), t.subarray(at, at + CT.size))) continue;
+    const core = {
+      a: hex(t.subarray(at + CT.a, at + CT.a + 16)), b: hex(t.subarray(at + CT.b, at + CT.b + 16)), aport: dv.getUint16(at + CT.aport, true),
+      bport: dv.getUint16(at + CT.bport, true), proto: t[at + CT.proto], type: t[at + CT.type], tcp: t[at + CT.tcp], dir: t[at + CT.dir],
+      expires: dv.getUint32(at + CT.expires, true), nat: hex(t.subarray(at + CT.nat, at + CT.nat + 16)), natPort: dv.getUint16(at + CT.natPort, true),
+      peer: dv.getUint32(at + CT.peer, true), beIndex: dv.getUint32(at + CT.beIndex, true), revnat: dv.getUint32(at + CT.revnat, true),
+    };
+    const ref = {
+      a: hex(m.a), b: hex(m.b), aport: m.aport, bport: m.bport, proto: m.proto, type: m.type, tcp: m.tcp, dir: m.dir, expires: m.expires,
+      nat: hex(m.nat), natPort: m.natPort, peer: m.peer >>> 0, beIndex: m.beIndex, revnat: m.revnat >>> 0,
+    };
+    if (JSON.stringify(core) !== JSON.stringify(ref)) return `conntrack slot ${i}: ${JSON.stringify({ core, model: ref })}`;
+  }
+  return undefined;
+}
+
 function conntrackBytes(dp: Dataplane): Uint8Array {
   const core = (dp as unknown as { core: Core }).core;
   const b = core.packetBuffers();
@@ -827,7 +882,7 @@ async function newDataplane(sc: Scenario, engine?: 'wasm' | 'native'): Promise<D
     node: NODE, nodeAddresses: NODE_ADDRESSES, podCIDRs: POD_CIDRS, zone: 'zone-a', clusterSeed: sc.clusterSeed, tableSeed: sc.tableSeed,
     affinityCapacity: AFFINITY_CAPACITY, conntrackCapacity: sc.conntrackCapacity, ...(engine ? { engine } : {}),
   });
-  if (sc.shortTimeouts) dp.packets.setTimeouts(SHORT_TIMEOUTS);
+  if (sc.timeouts) dp.packets.setTimeouts(sc.timeouts);
   return dp;
 }
 
@@ -846,7 +901,7 @@ async function playAgainstModel(sc: Scenario): Promise<string | undefined> {
   const slices = new Map<string, SliceSpec>();
   expect(dp.apply(initialObjects(sc, services, slices)), 'generated objects must be valid').toEqual([]);
   const model = new ReferencePacketPath({ capacity: (dp as unknown as { core: Core }).core.packetBuffers().conntrackCapacity, seed: ctSeedOf(dp) });
-  if (sc.shortTimeouts) for (const [k, v] of Object.entries(SHORT_TIMEOUTS)) model.setTimeout(TIMEOUTS[k as keyof typeof TIMEOUTS], v);
+  if (sc.timeouts) for (const [k, v] of Object.entries(sc.timeouts)) model.setTimeout(TIMEOUTS[k as keyof typeof TIMEOUTS], v);
   model.load(dp.tables.bytes);
   const st: StreamState = { flows: [], forwards: [], reverses: [], fragId: 0 };
   let now = sc.start;
@@ -867,6 +922,8 @@ async function playAgainstModel(sc: Scenario): Promise<string | undefined> {
     if (JSON.stringify(cc) !== JSON.stringify(mc)) return `counters differ after step ${i}:\n${JSON.stringify({ core: cc, model: mc })}`;
     const broken = ruleChecks(packets, core);
     if (broken) return `step ${i}: ${broken}`;
+    const table = tableDifference(dp, model);
+    if (table) return `after step ${i}: ${table}`;
     bump('packets', packets.length);
     bump('batches');
     packets.forEach((p, k) => {
@@ -879,6 +936,7 @@ async function playAgainstModel(sc: Scenario): Promise<string | undefined> {
     });
     remember(st, packets, core);
   }
+  for (const [k, n] of Object.entries(model.notes)) bump(`model:${k}`, n);
   const c = dp.packets.counters();
   for (const k of ['conntrack_created', 'conntrack_evicted_table_full', 'reject_reply_suppressed', 'fragments_tracked']) bump(`event:${k}`, c[k] ?? 0);
   return undefined;
@@ -910,6 +968,7 @@ describe('packet path: core vs TypeScript reference model', () => {
       { numRuns: runs(400), interruptAfterTimeLimit: ASSERT_LIMIT },
     );
     const need = PR_NAMES.filter((n) => n !== 'BAD_IMAGE' && n !== 'NO_IMAGE').map((n) => `reason:${n}`);
+    need.push('model:kept', 'model:backendGone', 'model:portReuse');
     need.push('rule:quote-restored', 'rule:reassembled-checksum-ok:FRAGMENT_FORWARD', 'rule:reassembled-checksum-ok:FRAGMENT_REVERSE');
     need.push('event:conntrack_evicted_table_full', 'event:fragments_tracked', 'event:reject_reply_suppressed', 'reply:written', 'translated:ipv6', 'translated:sctp', 'change:apply');
     for (const k of need) expect(coverage.get(k) ?? 0, `coverage of ${k}`).toBeGreaterThan(0);
@@ -919,7 +978,7 @@ describe('packet path: core vs TypeScript reference model', () => {
     const sc: Scenario = {
       services: [{ type: 'ClusterIP', stack: 'v4', ports: [{ protocol: 'UDP', port: 53 }], affinity: undefined, itpLocal: false, etpLocal: false, sourceRanges: [] }],
       slices: [{ svc: 0, v6: false, count: 3, offset: 0, terminating: 0, remote: false }],
-      steps: [], start: 1000, clusterSeed: 1, tableSeed: 2, conntrackCapacity: 8, shortTimeouts: false,
+      steps: [], start: 1000, clusterSeed: 1, tableSeed: 2, conntrackCapacity: 8, timeouts: undefined,
     };
     const dp = await newDataplane(sc);
     const services = new Map<number, SvcSpec>();
@@ -950,7 +1009,7 @@ describe('packet path: rules checked directly', () => {
     const sc: Scenario = {
       services: [{ type: 'ClusterIP', stack: v6 ? 'v6' : 'v4', ports: [{ protocol: 'SCTP', port: 443 }], affinity: undefined, itpLocal: false, etpLocal: false, sourceRanges: [] }],
       slices: [{ svc: 0, v6, count: 1, offset: 0, terminating: 0, remote: false }],
-      steps: [], start: 1000, clusterSeed: 1, tableSeed: 2, conntrackCapacity: 64, shortTimeouts: false,
+      steps: [], start: 1000, clusterSeed: 1, tableSeed: 2, conntrackCapacity: 64, timeouts: undefined,
     };
     const dp = await newDataplane(sc);
     expect(dp.apply(initialObjects(sc, new Map(), new Map()))).toEqual([]);

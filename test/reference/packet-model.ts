@@ -347,7 +347,7 @@ function rewrite(b: Uint8Array, p: Parsed, dst: boolean, addr16: Uint8Array, por
 
 // ---- conntrack ----
 
-interface Entry {
+export interface Entry {
   a: Uint8Array;
   b: Uint8Array;
   aport: number;
@@ -523,6 +523,8 @@ interface Backend {
 export class ReferencePacketPath {
   readonly counters: number[] = new Array<number>(COUNTERS).fill(0);
   readonly timeouts = [...DEFAULT_TIMEOUTS];
+  /** How established flows were decided (coverage, not compared with the core). */
+  readonly notes = { kept: 0, backendGone: 0, portReuse: 0 };
   private readonly ct: Conntrack;
   /** Makes the decisions the core makes for new flows (its affinity state is the flows'). */
   private selector: ReferenceSelector | undefined;
@@ -549,6 +551,11 @@ export class ReferencePacketPath {
 
   setTimeout(which: number, seconds: number): void {
     this.timeouts[which] = seconds;
+  }
+
+  /** The conntrack table, slot by slot (for comparing with the core's: sp_ct without pad and gen). */
+  table(): readonly Readonly<Entry>[] {
+    return this.ct.entries;
   }
 
   /** Live conntrack entries (forward, reply, fragment) at `now`, for coverage. */
@@ -678,13 +685,29 @@ export class ReferencePacketPath {
       return false;
     };
 
+    /** A terminating endpoint in no other list keeps its established flows (the service's keep list). */
+    const kept = (e: Entry): boolean => {
+      const keep = svc.listKeep >= 0 ? svc.lists[svc.listKeep] : undefined;
+      if (!keep || keep.kind !== 'keep') return false;
+      for (let i = 0; i < keep.beCount; i++) {
+        const be = this.backendAt(keep.backendsOffset + i * 24);
+        if (be.port === e.natPort && sameAddr(be.addr, e.nat)) return true;
+      }
+      return false;
+    };
+
     const key: Key = { a: p.src, b: p.dst, aport: p.sport, bport: p.dport, proto: p.proto, type: CT_FORWARD };
     let hit = this.ct.find(key, now);
     let reason: number = PR.ESTABLISHED;
     if (hit && p.proto === P_TCP && hit.e.tcp & (CT_TCP_FIN | CT_TCP_RST) && ((b[p.l4 + 13] as number) & (F_SYN | F_ACK)) === F_SYN) {
       reason = PR.RESELECTED; // a new connection reusing the client port of a closing one
+      this.notes.portReuse++;
     } else if (hit && !inList(hit.e)) {
-      reason = PR.RESELECTED; // its backend left the list
+      if (kept(hit.e)) this.notes.kept++;
+      else {
+        reason = PR.RESELECTED; // its backend left the list (and is no terminating endpoint that keeps its flows)
+        this.notes.backendGone++;
+      }
     }
     if (!hit || reason === PR.RESELECTED) {
       const sel = (this.selector as ReferenceSelector).select(flow, now);

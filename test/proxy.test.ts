@@ -10,7 +10,7 @@ import { jsonLogger, parseBind, parseEndpointMap, startProxy, type ServiceProxy 
 import { runProxy } from '../src/cli/proxy.js';
 import { runCli } from '../src/cli/main.js';
 import {
-  BACKENDS, ENDPOINT_MAP, FRONTENDS, LOCAL_PORT, clusterObjects, echo, eventually, httpCall, makeCerts, metric, sleep, startBackends,
+  BACKENDS, ENDPOINT_MAP, FRONTENDS, service, LOCAL_PORT, clusterObjects, echo, eventually, httpCall, makeCerts, metric, sleep, startBackends,
   tcpExchange, tcpOpen, tempDir, udpAsk, udpClient, within, writeCluster, type Backends, type Certs,
 } from './fixtures/proxy/harness.js';
 
@@ -342,6 +342,32 @@ describe('live changes', () => {
     expect((await tcpExchange(FRONTENDS.empty.local, LOCAL_PORT, {})).ended).toBe('error: ECONNREFUSED');
     await change(clusterObjects({}, certs));
     expect(proxy.listening.l4.some((l) => l.frontend.address === FRONTENDS.empty.ip)).toBe(true);
+  });
+});
+
+describe('watching a directory', () => {
+  it('serves a frontend that a new file in a watched directory adds', async () => {
+    const d = tempDir();
+    writeCluster(join(d, 'base.json'), clusterObjects({}));
+    const seen: string[] = [];
+    const p = await startProxy({
+      paths: [d],
+      dataplane: { node: 'node-a' },
+      binds: ['10.96.77.20:7=127.77.3.20:17000', '10.96.77.60:7=127.77.3.60:17000'].map(parseBind),
+      endpointMap: [parseEndpointMap(ENDPOINT_MAP)],
+      debounceMs: 50,
+      log: jsonLogger((l) => seen.push(l)),
+    });
+    try {
+      expect(p.listening.l4.map((l) => l.local.address)).toEqual(['127.77.3.20']);
+      writeCluster(join(d, 'sub-extra.json'), service('extra', '10.96.77.60', 7, 7000, 'TCP', [BACKENDS[1]]));
+      await eventually(() => p.listening.l4.length === 2, 4000, 'the new frontend served');
+      const r = await tcpExchange('127.77.3.60', 17000, { send: 'new' });
+      expect(r.data).toBe(`${BACKENDS[1]}\nnewbye\n`);
+      expect(seen.filter((l) => l.includes('"event":"reload"')).length).toBeGreaterThanOrEqual(2);
+    } finally {
+      await p.close();
+    }
   });
 });
 

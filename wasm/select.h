@@ -21,6 +21,23 @@ static inline u32 load_acquire(const u32 *p) { return __atomic_load_n(p, __ATOMI
 static inline void store_release(u32 *p, u32 v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 static inline u8 load_kind(const u8 *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
+/* ---- hashing: murmur3_32 of addr16 || le32(word) (hash_addr_word), IPv4-mapped prefix precomputed ---- */
+
+/* An IPv4-mapped address (::ffff:a.b.c.d) starts with the same 12 bytes whatever the address, so the first
+ * three murmur3 rounds depend only on the seed: a batch computes them once per seed and an IPv4 flow hashes
+ * two words instead of five. Same function, same values as hash_addr_word. */
+#define V4_MAPPED_W2 0xffff0000u /* bytes 8..11 of ::ffff:0:0, little-endian */
+static inline u32 hash_v4_prefix(u32 seed) { return mm3_round(mm3_round(mm3_round(seed, 0), 0), V4_MAPPED_W2); }
+
+static inline u32 hash_addr_word_v4(const u8 *addr, u32 word, u32 seed, u32 v4) {
+  u32 w0 = ld32(addr), w1 = ld32(addr + 4), w2 = ld32(addr + 8), h;
+  if ((w0 | w1 | (w2 ^ V4_MAPPED_W2)) == 0) h = v4;
+  else h = mm3_round(mm3_round(mm3_round(seed, w0), w1), w2);
+  h = mm3_round(h, ld32(addr + 12));
+  h = mm3_round(h, word);
+  return mm3_fmix(h ^ 20u);
+}
+
 /* ---- one batch's view of the image: loaded once, checked once ---- */
 
 struct view {
@@ -34,6 +51,8 @@ struct view {
   u32 slot_cap;
   const struct sp_source_range *ls;
   u32 ls_count;
+  u32 table_seed, flow_seed;  /* the header's seeds: written once when the image is created */
+  u32 table_v4, flow_v4;      /* murmur3 state after the 12 constant bytes of an IPv4-mapped address */
 };
 
 /* True when [off, off + len) lies inside the image. The writer may have grown the image since the batch
@@ -70,13 +89,22 @@ static int view_load(struct view *v, u32 image) {
   v->slot_cap = slot_cap;
   v->ls = (const struct sp_source_range *)(v->base + r->ls_off);
   v->ls_count = r->ls_count;
+  v->table_seed = h->table_seed;
+  v->flow_seed = h->flow_seed;
+  v->table_v4 = hash_v4_prefix(v->table_seed);
+  v->flow_v4 = hash_v4_prefix(v->flow_seed);
   return 1;
 }
 
 /* The service block of a slot, checked: its header, lists and ranges lie inside the image. */
+static inline const struct sp_service *service_block(struct view *v, u32 off);
 static const struct sp_service *service_at(struct view *v, u32 slot) {
   if (slot >= v->slot_cap) return 0;
-  u32 off = load_acquire(&v->slots[slot]);
+  return service_block(v, load_acquire(&v->slots[slot]));
+}
+
+/* The service block at `off` (a slot's value), checked. */
+static inline const struct sp_service *service_block(struct view *v, u32 off) {
   if (off == 0 || off % 4 != 0 || !in_image(v, off, sizeof(struct sp_service))) return 0;
   const struct sp_service *s = (const struct sp_service *)(v->base + off);
   if (s->list_off % 4 != 0 || !in_image(v, s->list_off, (u64)s->list_count * sizeof(struct sp_list))) return 0;
@@ -154,12 +182,16 @@ static u32 affinity_backend(const struct view *v, struct sp_affinity *e, const s
 
 /* ---- selection steps ---- */
 
-static inline const struct sp_frontend *frontend_lookup(const struct view *v, const u8 *dst, u32 dport, u32 proto,
-                                                        u32 *index_out) {
-  u32 i = hash_addr_word(dst, dport | (proto << 16), v->hdr->table_seed) & v->fe_mask;
-  for (u32 n = 0; n <= v->fe_mask; n++, i = (i + 1) & v->fe_mask) {
+/* The frontend map slot a key's probe starts at. */
+static inline u32 frontend_home(const struct view *v, const u8 *dst, u32 dport, u32 proto) {
+  return hash_addr_word_v4(dst, dport | (proto << 16), v->table_seed, v->table_v4) & v->fe_mask;
+}
+
+/* The probe from slot `i` on, `kind` being the kind byte of slot i already read (acquire). */
+static inline const struct sp_frontend *frontend_probe(const struct view *v, const u8 *dst, u32 dport, u32 proto,
+                                                       u32 i, u8 kind, u32 *index_out) {
+  for (u32 n = 0; n <= v->fe_mask; n++, i = (i + 1) & v->fe_mask, kind = load_kind(&v->fe[i].kind)) {
     const struct sp_frontend *fe = &v->fe[i];
-    u8 kind = load_kind(&fe->kind);
     if (kind == FE_EMPTY) return 0;
     if (kind != FE_TOMBSTONE && fe->port == dport && fe->proto == proto && addr_eq(fe->addr, dst)) {
       *index_out = i;
@@ -167,6 +199,12 @@ static inline const struct sp_frontend *frontend_lookup(const struct view *v, co
     }
   }
   return 0;
+}
+
+static inline const struct sp_frontend *frontend_lookup(const struct view *v, const u8 *dst, u32 dport, u32 proto,
+                                                        u32 *index_out) {
+  u32 i = frontend_home(v, dst, dport, proto);
+  return frontend_probe(v, dst, dport, proto, i, load_kind(&v->fe[i].kind), index_out);
 }
 
 static inline int prefix_match(const u8 *addr, const u8 *net, u32 prefix) {
@@ -199,7 +237,9 @@ static inline void verdict(struct sp_result *r, u32 v, u32 reason) {
 
 /* Steps 1-3: frontend lookup, source ranges, the list by scope. Returns the list a flow selects from,
  * or 0 with the verdict written (pass, reject, drop). `r` must have been reset by result_reset. */
-static const struct sp_list *select_list(struct view *v, const struct sp_flow *f, struct sp_result *r,
+static inline const struct sp_list *select_list_svc(struct view *v, const struct sp_flow *f, struct sp_result *r,
+                                                    const struct sp_frontend *fe, const struct sp_service *svc);
+static inline const struct sp_list *select_list(struct view *v, const struct sp_flow *f, struct sp_result *r,
                                          const struct sp_frontend **fe_out, const struct sp_service **svc_out) {
   u32 fe_index;
   const struct sp_frontend *fe = frontend_lookup(v, f->dst, f->dport, f->proto, &fe_index);
@@ -209,8 +249,14 @@ static const struct sp_list *select_list(struct view *v, const struct sp_flow *f
 
   const struct sp_service *svc = service_at(v, fe->slot);
   if (!svc) return verdict(r, V_DROP, R_BAD_IMAGE), (const struct sp_list *)0;
-  r->service = (u32)((const u8 *)svc - v->base);
   *svc_out = svc;
+  return select_list_svc(v, f, r, fe, svc);
+}
+
+/* Steps 2-3 once the frontend (r->frontend set) and its checked service block are known. */
+static inline const struct sp_list *select_list_svc(struct view *v, const struct sp_flow *f, struct sp_result *r,
+                                                    const struct sp_frontend *fe, const struct sp_service *svc) {
+  r->service = (u32)((const u8 *)svc - v->base);
   if ((fe->flags & FE_F_SOURCE_RANGES) &&
       !in_ranges((const struct sp_source_range *)(v->base + svc->sr_off), svc->sr_count, f->src))
     return verdict(r, V_DROP, R_SOURCE_RANGE), (const struct sp_list *)0;
@@ -237,8 +283,22 @@ static const struct sp_list *select_list(struct view *v, const struct sp_flow *f
 }
 
 /* Steps 4-5 for a new connection: ClientIP affinity, else the Maglev slot (then recorded for affinity). */
-static void select_backend(const struct sp_ctx *ctx, const struct view *v, const struct sp_service *svc,
+static inline u32 flow_hash(const struct view *v, const struct sp_flow *f) {
+  return hash_addr_word_v4(f->src, (u32)f->sport | ((u32)f->proto << 16), v->flow_seed, v->flow_v4);
+}
+
+static inline void select_backend_hashed(const struct sp_ctx *ctx, const struct view *v, const struct sp_service *svc,
+                                         const struct sp_list *l, const struct sp_flow *f, struct sp_result *r, u32 now,
+                                         u32 hash);
+static inline void select_backend(const struct sp_ctx *ctx, const struct view *v, const struct sp_service *svc,
                            const struct sp_list *l, const struct sp_flow *f, struct sp_result *r, u32 now) {
+  select_backend_hashed(ctx, v, svc, l, f, r, now, flow_hash(v, f));
+}
+
+/* select_backend with the flow hash (flow_hash) already computed. */
+static inline void select_backend_hashed(const struct sp_ctx *ctx, const struct view *v, const struct sp_service *svc,
+                                         const struct sp_list *l, const struct sp_flow *f, struct sp_result *r, u32 now,
+                                         u32 hash) {
   int affinity = (svc->flags & SVC_F_AFFINITY) && ctx->aff_off != 0;
   if (affinity) {
     struct sp_affinity *e = affinity_find(ctx, f->src, l->affinity_id, now);
@@ -250,7 +310,7 @@ static void select_backend(const struct sp_ctx *ctx, const struct view *v, const
     }
   }
 
-  u32 slot = hash_addr_word(f->src, (u32)f->sport | ((u32)f->proto << 16), v->hdr->flow_seed) % l->mg_size;
+  u32 slot = hash % l->mg_size;
   u32 idx = maglev_entry(v, l, slot);
   if (idx >= l->be_count) return verdict(r, V_DROP, R_BAD_IMAGE);
   r->slot = slot;

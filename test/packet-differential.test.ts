@@ -353,12 +353,20 @@ const opArb: fc.Arbitrary<Op> = fc.record({
 type Mutation =
   | { op: 'slice'; spec: SliceSpec }
   | { op: 'deleteSlice'; pick: number }
+  /** Re-applies an existing slice with other counts: backends leave, become terminating, or come back. */
+  | { op: 'resize'; pick: number; count: number; offset: number; terminating: number }
   | { op: 'service'; idx: number; spec: SvcSpec }
   | { op: 'deleteService'; pick: number };
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('slice' as const), spec: sliceArb(3) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteSlice' as const), pick: fc.nat() }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant('resize' as const), pick: fc.nat(), count: fc.integer({ min: 0, max: 6 }), offset: fc.nat({ max: 2 }), terminating: fc.nat({ max: 3 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('service' as const), idx: fc.nat({ max: 3 }), spec: svcArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('deleteService' as const), pick: fc.nat() }) },
 );
@@ -386,7 +394,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   slices: fc.array(sliceArb(3), { minLength: 2, maxLength: 10 }),
   steps: fc.array(
     fc.record({
-      mutations: fc.oneof({ weight: 2, arbitrary: fc.constant<Mutation[]>([]) }, { weight: 1, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }),
+      mutations: fc.oneof({ weight: 1, arbitrary: fc.constant<Mutation[]>([]) }, { weight: 1, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }),
       dt: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 4 }) }, { weight: 2, arbitrary: fc.integer({ min: 5, max: 30 }) }),
       ops: fc.array(opArb, { minLength: 6, maxLength: 48 }),
     }),
@@ -478,7 +486,8 @@ function build(op: Op, st: StreamState, fes: Frontend[]): Built[] {
       return [l4Packet(d, flags, len, 'new')];
     }
     case 'again': {
-      const d = recent(st.flows, op.a);
+      // Half the time a flow the core forwarded (its backend may have left since), else any flow sent.
+      const d = op.b & 1 ? recent(st.forwards, op.a)?.desc : recent(st.flows, op.a);
       if (!d) return noise(op, fe);
       return [l4Packet(d, pickOf(TCP_FLAGS, op.c), len, 'again')];
     }
@@ -857,6 +866,13 @@ function mutate(dps: Dataplane[], services: Map<number, SvcSpec>, slices: Map<st
       objects.push(serviceObject(m.idx, m.spec));
       // The service's slices follow its ports.
       for (const s of slices.values()) if (s.svc === m.idx) objects.push(sliceObject(s, m.spec));
+    } else if (m.op === 'resize') {
+      const old = slices.get([...slices.keys()].sort()[m.pick % Math.max(1, slices.size)] ?? '');
+      if (!old) continue;
+      const spec = { ...old, count: m.count, offset: m.offset, terminating: m.terminating };
+      slices.set(sliceName(spec), spec);
+      objects.push(sliceObject(spec, services.get(spec.svc)));
+      bump('change:resize-slice');
     } else if (m.op === 'deleteSlice') {
       const name = [...slices.keys()].sort()[m.pick % Math.max(1, slices.size)];
       if (name === undefined) continue;

@@ -53,7 +53,7 @@ export function dumpTables(view: ImageView, errors: readonly ValidationError[] =
       whenEmpty: fe.external ? svc.externalWhenEmpty : svc.internalWhenEmpty,
       family: svc.family,
       policy: local ? 'Local' : 'Cluster',
-      list: list.kind,
+      list: list.kind === 'local' ? 'local' : 'cluster', // selection lists are never 'keep'
       maglevSize: list.maglevSize,
     };
     if (svc.affinityTimeout > 0) entry.sessionAffinity = { timeoutSeconds: svc.affinityTimeout };

@@ -196,6 +196,8 @@ static u32 walk_ipv6(struct pkt *p, u32 off, u32 nh, u32 total) {
   return PR_COUNT;
 }
 
+static inline int is_v4_mapped(const u8 *a) { return ld32(a) == 0 && ld32(a + 4) == 0 && ld32(a + 8) == 0xffff0000u; }
+
 /* Parses the IP header of `len` bytes at `ip`. Returns PR_COUNT when the packet is well-formed enough to
  * be handled, else the PR_* reason to drop (or pass) it with. `quoted`: an IP header quoted inside an
  * ICMP error, whose length fields describe the original packet, not the bytes at hand. */
@@ -228,6 +230,9 @@ static u32 parse_ip(struct pkt *p, u8 *ip, u32 len, int quoted) {
     if (quoted) total = len;
     else if (total == 40 + 0 && ip[6] == 0) return PR_MALFORMED_IP; /* jumbogram (RFC 2675): unsupported */
     else if (total > len) return PR_MALFORMED_IP;
+    /* IPv4-mapped addresses are not for the wire (RFC 4291 2.5.5.2); the image stores IPv4 that way, so
+     * such a packet would otherwise match IPv4 frontends and flows. */
+    if ((is_v4_mapped(ip + 8) || is_v4_mapped(ip + 24))) return PR_MALFORMED_IP;
     p->v6 = 1;
     p->alen = 16;
     p->total = total;
@@ -452,13 +457,18 @@ static void ct_touch(struct sp_pctx *pc, struct sp_ct *fwd, const struct pkt *p,
   fwd->expires = ct_expiry(now, ct_timeout(pc, fwd, p, from_client));
 }
 
+/* The protocol part of a datagram's identity: IPv4 fragments each carry it (RFC 791); IPv6 identifies a
+ * datagram by source, destination and identification only (RFC 8200 4.5), and the next header a later
+ * fragment names need not be the first fragment's upper layer (extension headers may follow). */
+static inline u32 frag_proto(const struct pkt *p) { return p->v6 ? 0 : p->proto; }
+
 /* Remembers a first fragment's translation for the later fragments of its datagram (which carry no
  * ports): keyed by the addresses they will arrive with, the IP identification and the protocol. */
 static void frag_track(struct sp_pctx *pc, const struct pkt *p, const u8 *src16, const u8 *dst16, int rewrite_src,
-                       const u8 *nat16, u32 now) {
-  struct ct_key k = {src16, dst16, p->frag_id >> 16, p->frag_id & 0xffffu, p->proto, CT_FRAGMENT};
+                       const u8 *nat16, u32 flow_entry, u32 now) {
+  struct ct_key k = {src16, dst16, p->frag_id >> 16, p->frag_id & 0xffffu, frag_proto(p), CT_FRAGMENT};
   u32 idx;
-  struct sp_ct *e = ct_claim(pc, &k, now, SP_NONE, &idx);
+  struct sp_ct *e = ct_claim(pc, &k, now, flow_entry, &idx); /* never the flow's own entry */
   if (!e) return;
   __builtin_memcpy(e->nat, nat16, 16);
   e->nat_port = 0;
@@ -535,7 +545,7 @@ static void write_reject(struct sp_pctx *pc, struct sp_pkt *d, const struct pkt 
 
 /* A later fragment: translated like its first fragment, if that one was seen. */
 static void later_fragment(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32 now) {
-  struct ct_key k = {p->src, p->dst, p->frag_id >> 16, p->frag_id & 0xffffu, p->proto, CT_FRAGMENT};
+  struct ct_key k = {p->src, p->dst, p->frag_id >> 16, p->frag_id & 0xffffu, frag_proto(p), CT_FRAGMENT};
   u32 idx;
   struct sp_ct *e = ct_find(pc, &k, now, &idx);
   if (!e) return set_verdict(d, PV_PASS, PR_FRAGMENT_UNTRACKED);
@@ -555,6 +565,21 @@ static u32 list_find(const struct view *v, const struct sp_list *l, struct sp_ct
     }
   }
   return SP_NONE;
+}
+
+/* Is the flow's backend among the service's terminating endpoints that keep their flows (LIST_KEEP)?
+ * Such a backend receives no new flows, but established ones stay, as Cilium keeps terminating backends
+ * until they leave the EndpointSlice. */
+static int kept(struct view *v, const struct sp_service *svc, const struct sp_ct *e) {
+  u32 k = svc->list_keep;
+  if (k == 0 || k > svc->list_count) return 0;
+  const struct sp_list *l = (const struct sp_list *)(v->base + svc->list_off) + (k - 1);
+  if (l->kind != LIST_KEEP || l->be_off % 4 != 0 || !in_image(v, l->be_off, (u64)l->be_count * sizeof(struct sp_backend)))
+    return 0;
+  const struct sp_backend *be = (const struct sp_backend *)(v->base + l->be_off);
+  for (u32 i = 0; i < l->be_count; i++)
+    if (be[i].port == e->nat_port && addr_eq(be[i].addr, e->nat)) return 1;
+  return 0;
 }
 
 /* Creates (or re-points) the reply entry of forward entry `fwd`: backend -> client, naming the frontend. */
@@ -585,10 +610,10 @@ static void forward_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, str
   __builtin_memcpy(orig_dst, p->dst, 16);
   rewrite(p, 1, e->nat, e->nat_port, p->total - p->l4);
   ct_touch(pc, e, p, 1, now);
-  if (p->frag == 1) frag_track(pc, p, p->src, orig_dst, 0, e->nat, now);
   d->revnat = e->revnat;
   d->ct = fi;
   set_verdict(d, PV_FORWARD, reason);
+  if (p->frag == 1) frag_track(pc, p, p->src, orig_dst, 0, e->nat, fi, now);
 }
 
 /* TCP, UDP or SCTP. `gen` is the image generation this batch runs at. */
@@ -621,14 +646,16 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
     struct sp_ct *re = ct_find(pc, &rk, now, &ri);
     struct sp_ct *fwd = re ? ct_peer(pc, re, ri) : 0;
     if (!fwd) return set_verdict(d, PV_PASS, PR_NOT_SERVICE);
+    if (p->proto == IPPROTO_SCTP && p->frag) return set_verdict(d, PV_DROP, PR_FRAGMENT_SCTP);
     u8 orig_src[16];
     __builtin_memcpy(orig_src, p->src, 16);
     rewrite(p, 0, re->nat, re->nat_port, p->total - p->l4);
     ct_touch(pc, fwd, p, 0, now);
-    if (p->frag == 1) frag_track(pc, p, orig_src, p->dst, 1, re->nat, now);
     d->revnat = re->revnat;
     d->ct = re->peer;
-    return set_verdict(d, PV_REVERSE, PR_REVERSE);
+    set_verdict(d, PV_REVERSE, PR_REVERSE);
+    if (p->frag == 1) frag_track(pc, p, orig_src, p->dst, 1, re->nat, ri, now);
+    return;
   }
 
   d->revnat = fe->revnat;
@@ -645,7 +672,7 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
 
   u32 reason = PR_ESTABLISHED;
   if (e && tcp_port_reuse(e, p)) reason = PR_RESELECTED; /* a new connection reusing a closing one's port */
-  else if (e && list_find(v, l, e) == SP_NONE) reason = PR_RESELECTED; /* its backend left the list */
+  else if (e && list_find(v, l, e) == SP_NONE && !kept(v, svc, e)) reason = PR_RESELECTED; /* its backend is gone */
   if (!e || reason == PR_RESELECTED) {
     select_backend(ctx, v, svc, l, &f, &r, now);
     if (r.verdict != V_FORWARD) return set_verdict(d, PV_DROP, PR_BAD_IMAGE);
@@ -798,6 +825,7 @@ u32 EXPORT(sp_process_batch)(u32 pctx_off, u32 pkts, u32 count, u32 now) {
     return 0;
   const struct sp_ctx *ctx = (const struct sp_ctx *)mem_at(pc->ctx);
   struct sp_pkt *d = (struct sp_pkt *)mem_at(pkts);
+  if (now == 0xffffffffu) now = 0xfffffffeu; /* expiries saturate at the last second: keep one after now */
   struct view v;
   int attached = view_load(&v, ctx->image);
   u32 gen = attached ? load_acquire(&v.hdr->generation) : 0;

@@ -86,10 +86,14 @@ struct sp_service {           /* 48 bytes */
   u16 sr_count;
   u8 empty;                   /* SVC_EMPTY_* */
   u8 proto;
-  u32 pad[3];
+  u8 list_keep;               /* 1 + index of the LIST_KEEP list, 0 = none (the packet path only) */
+  u8 pad8[3];
+  u32 pad[2];
 };
 
-enum { LIST_CLUSTER = 0, LIST_LOCAL = 1 };
+/* LIST_KEEP: terminating endpoints in no other list: they receive no new flows but keep their established
+ * ones (packet path); no Maglev table (mg_size 0). */
+enum { LIST_CLUSTER = 0, LIST_LOCAL = 1, LIST_KEEP = 2 };
 struct sp_list {              /* 24 bytes */
   u32 be_off, be_count;       /* offset of be_count sp_backend entries */
   u32 mg_off;                 /* offset of the Maglev table */

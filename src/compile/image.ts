@@ -16,7 +16,7 @@ import { PROTOCOL_NUMBERS, formatHostPort, formatIp, parseCidr, parseIp } from '
 import type { NodeContext, PlanBackend, ServicePortPlan } from '../control/semantics.js';
 import {
   ALIGN, BACKEND, BE_ACTIVE, BE_F_LOCAL, BE_TERMINATING, FE_EMPTY, FE_F_EXTERNAL, FE_F_SOURCE_RANGES, FE_KIND,
-  FE_TOMBSTONE, FRONTEND, HEADER, LIST, LIST_CLUSTER, LIST_LOCAL, MAGIC, MAX_READERS, REVNAT, ROOT, SERVICE,
+  FE_TOMBSTONE, FRONTEND, HEADER, LIST, LIST_CLUSTER, LIST_KEEP, LIST_LOCAL, MAGIC, MAX_READERS, REVNAT, ROOT, SERVICE,
   SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP, SVC_EMPTY_INTERNAL_DROP, SVC_F_AFFINITY, SVC_F_EXTERNAL_LOCAL,
   SVC_F_INTERNAL_LOCAL, SVC_F_IPV6, VERSION,
 } from './layout.js';
@@ -138,10 +138,12 @@ function localSourceRanges(node: NodeContext): { bytes: Uint8Array; prefix: numb
 interface BlockLayout {
   /** Bytes of the block, a multiple of ALIGN. */
   size: number;
-  lists: { kind: 'cluster' | 'local'; members: PlanBackend[]; beAt: number; mgAt: number; mgSize: number; mgWidth: number }[];
+  lists: { kind: 'cluster' | 'local' | 'keep'; members: PlanBackend[]; beAt: number; mgAt: number; mgSize: number; mgWidth: number }[];
   listInternal: number;
   listExternal: number;
   listCluster: number;
+  /** Index of the keep list, -1 when there is none. */
+  listKeep: number;
   listAt: number;
   srAt: number;
   /** Every string of the block (service name, port name, node names) and where it goes, in placement order. */
@@ -174,9 +176,10 @@ function writeString(mem: Uint8Array, at: number, s: string): void {
 /** At least the size layoutBlock gives the plan's block (strings counted per use, alignment generously). */
 function blockSizeBound(plan: ServicePortPlan): number {
   let n = SERVICE.size + 2 * LIST.size + plan.sourceRanges.length * SOURCE_RANGE.size + utf8Length(plan.service) + utf8Length(plan.portName) + 64;
-  for (const list of [plan.clusterList, plan.localList]) {
+  n += LIST.size;
+  for (const list of [plan.clusterList, plan.localList, plan.keepList ?? []]) {
     if (list.length === 0) continue;
-    n += list.length * BACKEND.size + maglevSize(list.length) * maglevWidth(list.length);
+    n += list.length * BACKEND.size + (list === plan.keepList ? 0 : maglevSize(list.length) * maglevWidth(list.length));
     for (const m of list) n += utf8Length(m.nodeName) + 1;
   }
   return n;
@@ -188,14 +191,16 @@ function blockSizeBound(plan: ServicePortPlan): number {
  */
 function layoutBlock(plan: ServicePortPlan): BlockLayout {
   const lists: BlockLayout['lists'] = [];
-  const listIndex = (kind: 'cluster' | 'local'): number => {
+  const listIndex = (kind: 'cluster' | 'local' | 'keep'): number => {
     for (let i = 0; i < lists.length; i++) if ((lists[i] as BlockLayout['lists'][number]).kind === kind) return i;
-    return lists.push({ kind, members: kind === 'cluster' ? plan.clusterList : plan.localList, beAt: 0, mgAt: 0, mgSize: 0, mgWidth: 1 }) - 1;
+    const members = kind === 'cluster' ? plan.clusterList : kind === 'local' ? plan.localList : plan.keepList ?? [];
+    return lists.push({ kind, members, beAt: 0, mgAt: 0, mgSize: 0, mgWidth: 1 }) - 1;
   };
   const listInternal = listIndex(plan.internal.list);
   const listExternal = listIndex(plan.external.list);
   // Only eTP=Local needs the cluster list beside its local one (for traffic from local sources).
   const listCluster = plan.externalPolicyLocal ? listIndex('cluster') : listInternal;
+  const listKeep = plan.keepList && plan.keepList.length > 0 ? listIndex('keep') : -1;
 
   let size = 0;
   const reserve = (n: number, alignment: number): number => {
@@ -208,7 +213,7 @@ function layoutBlock(plan: ServicePortPlan): BlockLayout {
   const srAt = reserve(plan.sourceRanges.length * SOURCE_RANGE.size, 4);
   for (const l of lists) l.beAt = reserve(l.members.length * BACKEND.size, 4);
   for (const l of lists) {
-    if (l.members.length === 0) continue;
+    if (l.members.length === 0 || l.kind === 'keep') continue;
     l.mgSize = maglevSize(l.members.length);
     l.mgWidth = maglevWidth(l.members.length);
     l.mgAt = reserve(l.mgSize * l.mgWidth, 4);
@@ -220,7 +225,7 @@ function layoutBlock(plan: ServicePortPlan): BlockLayout {
   string(plan.service);
   string(plan.portName);
   for (const l of lists) for (const m of l.members) string(m.nodeName);
-  return { size: align(size, ALIGN), lists, listInternal, listExternal, listCluster, listAt, srAt, strings };
+  return { size: align(size, ALIGN), lists, listInternal, listExternal, listCluster, listKeep, listAt, srAt, strings };
 }
 
 /** Maglev entries before they are narrowed to the table's width (reused: one table is built at a time). */
@@ -640,6 +645,7 @@ export class ImageWriter {
     mem[p + SERVICE.listInternal] = lay.listInternal;
     mem[p + SERVICE.listExternal] = lay.listExternal;
     mem[p + SERVICE.listCluster] = lay.listCluster;
+    mem[p + SERVICE.listKeep] = lay.listKeep + 1;
     dv.setUint32(p + SERVICE.srOff, off + lay.srAt, true);
     dv.setUint16(p + SERVICE.srCount, plan.sourceRanges.length, true);
     mem[p + SERVICE.empty] = empty;
@@ -658,7 +664,7 @@ export class ImageWriter {
       if (l.mgSize > 0) dv.setUint32(at + LIST.mgOff, off + l.mgAt, true);
       dv.setUint32(at + LIST.mgSize, l.mgSize, true);
       mem[at + LIST.mgWidth] = l.mgWidth;
-      mem[at + LIST.kind] = l.kind === 'cluster' ? LIST_CLUSTER : LIST_LOCAL;
+      mem[at + LIST.kind] = l.kind === 'cluster' ? LIST_CLUSTER : l.kind === 'local' ? LIST_LOCAL : LIST_KEEP;
       const identity = `${plan.service}/${plan.portName}/${plan.protocol}/${plan.family}/${l.kind}`;
       dv.setUint32(at + LIST.affinityId, murmur3Ascii(identity, 0), true);
       for (let i = 0; i < l.members.length; i++) {

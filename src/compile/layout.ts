@@ -29,7 +29,7 @@ export const FE_F_SOURCE_RANGES = 2;
 
 export const SERVICE = {
   size: 48, blockSize: 0, flags: 4, affinityTimeout: 8, name: 12, portName: 16, listOff: 20, listCount: 24,
-  listInternal: 25, listExternal: 26, listCluster: 27, srOff: 28, srCount: 32, empty: 34, proto: 35,
+  listInternal: 25, listExternal: 26, listCluster: 27, srOff: 28, srCount: 32, empty: 34, proto: 35, listKeep: 36,
 } as const;
 export const SVC_F_AFFINITY = 1;
 export const SVC_F_INTERNAL_LOCAL = 2;
@@ -41,6 +41,8 @@ export const SVC_EMPTY_EXTERNAL_DROP = 2;
 export const LIST = { size: 24, beOff: 0, beCount: 4, mgOff: 8, mgSize: 12, mgWidth: 16, kind: 17, affinityId: 20 } as const;
 export const LIST_CLUSTER = 0;
 export const LIST_LOCAL = 1;
+/** Endpoints that only keep existing flows (terminating, in no other list); no Maglev table. */
+export const LIST_KEEP = 2;
 
 export const BACKEND = { size: 24, addr: 0, port: 16, state: 18, flags: 19, node: 20 } as const;
 export const BE_ACTIVE = 0;

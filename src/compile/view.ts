@@ -5,7 +5,7 @@
 import { formatIp, protocolName } from '../k8s/net.js';
 import {
   BACKEND, BE_F_LOCAL, BE_TERMINATING, FE_EMPTY, FE_F_EXTERNAL, FE_F_SOURCE_RANGES, FE_KIND_NAMES, FE_TOMBSTONE,
-  FRONTEND, HEADER, LIST, LIST_LOCAL, MAGIC, REVNAT, ROOT, SERVICE, SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP,
+  FRONTEND, HEADER, LIST, MAGIC, REVNAT, ROOT, SERVICE, SOURCE_RANGE, SVC_EMPTY_EXTERNAL_DROP,
   SVC_EMPTY_INTERNAL_DROP, SVC_F_AFFINITY, SVC_F_EXTERNAL_LOCAL, SVC_F_INTERNAL_LOCAL, SVC_F_IPV6, VERSION,
 } from './layout.js';
 
@@ -38,13 +38,18 @@ export interface ServiceView {
   listInternal: number;
   listExternal: number;
   listCluster: number;
+  /** Index of the keep list (terminating endpoints that keep their flows), -1 when there is none. */
+  listKeep: number;
   internalWhenEmpty: 'reject' | 'drop';
   externalWhenEmpty: 'reject' | 'drop';
   sourceRanges: string[];
 }
 
+const LIST_KIND_NAMES: readonly ListView['kind'][] = ['cluster', 'local', 'keep'];
+
 export interface ListView {
-  kind: 'cluster' | 'local';
+  /** keep: terminating endpoints that only keep established flows (packet path), no Maglev table. */
+  kind: 'cluster' | 'local' | 'keep';
   backendsOffset: number;
   beCount: number;
   maglevOffset: number;
@@ -199,7 +204,7 @@ export class ImageView {
     for (let i = 0; i < listCount; i++) {
       const at = listOff + i * LIST.size;
       const l: ListView = {
-        kind: this.bytes[at + LIST.kind] === LIST_LOCAL ? 'local' : 'cluster',
+        kind: LIST_KIND_NAMES[this.bytes[at + LIST.kind] as number] ?? 'cluster',
         backendsOffset: this.u32(at + LIST.beOff),
         beCount: this.u32(at + LIST.beCount),
         maglevOffset: this.u32(at + LIST.mgOff),
@@ -241,6 +246,7 @@ export class ImageView {
       listInternal: pick(SERVICE.listInternal),
       listExternal: pick(SERVICE.listExternal),
       listCluster: pick(SERVICE.listCluster),
+      listKeep: (this.bytes[off + SERVICE.listKeep] as number) - 1 < listCount ? (this.bytes[off + SERVICE.listKeep] as number) - 1 : -1,
       internalWhenEmpty: empty & SVC_EMPTY_INTERNAL_DROP ? 'drop' : 'reject',
       externalWhenEmpty: empty & SVC_EMPTY_EXTERNAL_DROP ? 'drop' : 'reject',
       sourceRanges,

@@ -69,6 +69,11 @@ export interface ServicePortPlan {
   affinityTimeout: number;
   clusterList: PlanBackend[];
   localList: PlanBackend[];
+  /**
+   * Terminating endpoints in neither list: they get no new flows but keep the ones they have (the
+   * packet path's conntrack), as Cilium keeps terminating backends until they leave the EndpointSlice.
+   */
+  keepList?: PlanBackend[];
   /** Which list each scope uses, and what a new connection gets when that list is empty. */
   internal: { list: 'cluster' | 'local'; whenEmpty: EmptyVerdict };
   external: { list: 'cluster' | 'local'; whenEmpty: EmptyVerdict };
@@ -340,6 +345,8 @@ export function planService(svc: Service, slices: readonly EndpointSlice[], fami
     for (const a of lbIPs) frontends.push({ kind: 'LoadBalancer', address: a, port: sp.port, scope: 'external' });
     for (const a of externalIPs) frontends.push({ kind: 'ExternalIP', address: a, port: sp.port, scope: 'external' });
 
+    const selectable = new Set([...cat.clusterEndpoints, ...cat.localEndpoints]);
+    const keep = endpoints.filter((ep) => ep.terminating && !selectable.has(ep));
     plans.push({
       service: key,
       portName,
@@ -350,6 +357,7 @@ export function planService(svc: Service, slices: readonly EndpointSlice[], fami
       affinityTimeout,
       clusterList: toBackends(cat.clusterEndpoints),
       localList: toBackends(cat.localEndpoints),
+      ...(keep.length > 0 ? { keepList: toBackends(keep) } : {}),
       internal: { list: internalList, whenEmpty: whenEmpty(hasInternal) },
       external: { list: externalList, whenEmpty: whenEmpty(hasExternal) },
       sourceRanges,

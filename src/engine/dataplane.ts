@@ -321,7 +321,7 @@ export class Selector {
     sel.scope = fe.external ? 'external' : 'internal';
     sel.policy = (fe.external ? svc.externalPolicyLocal : svc.internalPolicyLocal) ? 'Local' : 'Cluster';
     if (used === LIST_USED_LOCAL_SOURCE) sel.localSource = true;
-    sel.list = { kind: list.kind, size: list.beCount, maglevSize: list.maglevSize };
+    sel.list = { kind: list.kind === 'local' ? 'local' : 'cluster', size: list.beCount, maglevSize: list.maglevSize };
     const slot = dv.getUint32(RESULT.slot, true);
     if (slot !== NONE) sel.maglevSlot = slot;
     const beOffset = dv.getUint32(RESULT.backend, true);

@@ -687,8 +687,10 @@ export class ReferencePacketPath {
 
     /** A terminating endpoint in no other list keeps its established flows (the service's keep list). */
     const kept = (e: Entry): boolean => {
-      const keep = svc.listKeep >= 0 ? svc.lists[svc.listKeep] : undefined;
-      if (!keep || keep.kind !== 'keep') return false;
+      // (Read loosely: images without keep lists have neither the field nor the kind.)
+      const k = (svc as { listKeep?: number }).listKeep ?? -1;
+      const keep = k >= 0 ? svc.lists[k] : undefined;
+      if (!keep || (keep.kind as string) !== 'keep') return false;
       for (let i = 0; i < keep.beCount; i++) {
         const be = this.backendAt(keep.backendsOffset + i * 24);
         if (be.port === e.natPort && sameAddr(be.addr, e.nat)) return true;

@@ -1,5 +1,5 @@
-// svcplane proxy end to end: real sockets on 127.77.0.0/16 only. Backends on 127.77.0.11-13, the
-// service frontends bound on 127.77.1.x with --bind rules, Ingress on 127.77.1.1. Every await is bounded.
+// svcplane proxy end to end: real sockets on NET.0.0/16 (127.70-119, per process) only. Backends on
+// NET.0.11-13, the service frontends bound on NET.1.x with --bind rules, Ingress on NET.1.1. Every await is bounded.
 
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -10,13 +10,13 @@ import { jsonLogger, parseBind, parseEndpointMap, startProxy, type ServiceProxy 
 import { runProxy } from '../src/cli/proxy.js';
 import { runCli } from '../src/cli/main.js';
 import {
-  BACKENDS, ENDPOINT_MAP, FRONTENDS, service, LOCAL_PORT, clusterObjects, echo, eventually, httpCall, makeCerts, metric, sleep, startBackends,
+  BACKENDS, ENDPOINT_MAP, FRONTENDS, NET, service, LOCAL_PORT, clusterObjects, echo, eventually, httpCall, makeCerts, metric, sleep, startBackends,
   tcpExchange, tcpOpen, tempDir, udpAsk, udpClient, within, writeCluster, type Backends, type Certs,
 } from './fixtures/proxy/harness.js';
 
 const GRACE_MS = 1000;
-const HTTP = { host: '127.77.1.1', port: 18080 };
-const HTTPS = { host: '127.77.1.1', port: 18443 };
+const HTTP = { host: `${NET}.1.1`, port: 18080 };
+const HTTPS = { host: `${NET}.1.1`, port: 18443 };
 const BINDS = Object.values(FRONTENDS).map((f) => `${f.ip}:${f.port}=${f.local}:${LOCAL_PORT}`);
 
 let dir: string;
@@ -68,7 +68,7 @@ beforeAll(async () => {
     endpointMap: [parseEndpointMap(ENDPOINT_MAP)],
     http: [{ address: HTTP.host, port: HTTP.port }],
     https: [{ address: HTTPS.host, port: HTTPS.port }],
-    admin: { address: '127.77.1.1', port: 0 },
+    admin: { address: `${NET}.1.1`, port: 0 },
     graceMs: GRACE_MS,
     debounceMs: 50,
     udpIdleMs: 800,
@@ -87,26 +87,26 @@ describe('L4', () => {
   it('serves every bound frontend on its local address, and nothing unbound', () => {
     const served = proxy.listening.l4.map((l) => `${l.frontend.address}:${l.frontend.port}/${l.frontend.protocol}=${l.local.address}:${l.local.port}`).sort();
     expect(served).toEqual([
-      `10.96.77.20:7/TCP=127.77.1.20:${LOCAL_PORT}`, `10.96.77.30:7/TCP=127.77.1.30:${LOCAL_PORT}`, `10.96.77.40:7/TCP=127.77.1.40:${LOCAL_PORT}`,
-      `10.96.77.50:7/TCP=127.77.1.50:${LOCAL_PORT}`, `10.96.77.53:53/UDP=127.77.1.53:${LOCAL_PORT}`,
+      `10.96.77.20:7/TCP=${NET}.1.20:${LOCAL_PORT}`, `10.96.77.30:7/TCP=${NET}.1.30:${LOCAL_PORT}`, `10.96.77.40:7/TCP=${NET}.1.40:${LOCAL_PORT}`,
+      `10.96.77.50:7/TCP=${NET}.1.50:${LOCAL_PORT}`, `10.96.77.53:53/UDP=${NET}.1.53:${LOCAL_PORT}`,
     ]);
   });
 
   it('spreads TCP connections from different clients over every backend', async () => {
-    const counts = await spread(FRONTENDS.echo, 45, (i) => `127.77.9.${i + 1}`);
+    const counts = await spread(FRONTENDS.echo, 45, (i) => `${NET}.9.${i + 1}`);
     expect([...counts.keys()].sort()).toEqual([...BACKENDS]);
     for (const n of counts.values()) expect(n).toBeGreaterThanOrEqual(3);
   });
 
   it('keeps one client on one backend with ClientIP affinity (and not without it)', async () => {
-    const sticky = await spread(FRONTENDS.sticky, 12, () => '127.77.9.100');
+    const sticky = await spread(FRONTENDS.sticky, 12, () => `${NET}.9.100`);
     expect(sticky.size).toBe(1);
-    const plain = await spread(FRONTENDS.echo, 12, () => '127.77.9.100');
+    const plain = await spread(FRONTENDS.echo, 12, () => `${NET}.9.100`);
     expect(plain.size).toBeGreaterThan(1);
   });
 
   it('pipes both ways and honours half-close: the backend still answers after the client FIN', async () => {
-    const r = await tcpExchange(FRONTENDS.echo.local, LOCAL_PORT, { localAddress: '127.77.9.200', send: 'hello', end: true });
+    const r = await tcpExchange(FRONTENDS.echo.local, LOCAL_PORT, { localAddress: `${NET}.9.200`, send: 'hello', end: true });
     const [name, rest] = [r.data.split('\n', 1)[0] as string, r.data.slice(r.data.indexOf('\n') + 1)];
     expect(BACKENDS).toContain(name);
     expect(rest).toBe('hellobye\n');
@@ -114,7 +114,7 @@ describe('L4', () => {
   });
 
   it('moves a large transfer intact (backpressure)', async () => {
-    const { socket, backend } = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, '127.77.9.201');
+    const { socket, backend } = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, `${NET}.9.201`);
     expect(BACKENDS).toContain(backend);
     const big = 'z'.repeat(4 * 1024 * 1024);
     const back = await echo(socket, big);
@@ -133,7 +133,7 @@ describe('L4', () => {
 
   it('keeps UDP flows on one backend per client, and forgets them when idle', async () => {
     const names = new Map<string, Set<string>>();
-    const clients = await Promise.all(['127.77.9.60', '127.77.9.61', '127.77.9.62', '127.77.9.63'].map(udpClient));
+    const clients = await Promise.all([`${NET}.9.60`, `${NET}.9.61`, `${NET}.9.62`, `${NET}.9.63`].map(udpClient));
     try {
       for (const [i, c] of clients.entries()) {
         for (let k = 0; k < 3; k++) {
@@ -156,7 +156,7 @@ describe('L4', () => {
 });
 
 describe('HTTP Ingress', () => {
-  const get = (hostHeader: string, path: string, localAddress = '127.77.9.7', method = 'GET', body?: string) =>
+  const get = (hostHeader: string, path: string, localAddress = `${NET}.9.7`, method = 'GET', body?: string) =>
     httpCall({ ...HTTP, hostHeader, path, localAddress, method, body });
 
   it('routes by host and path and adds X-Forwarded-*', async () => {
@@ -164,7 +164,7 @@ describe('HTTP Ingress', () => {
     expect(r.status).toBe(200);
     expect(BACKENDS).toContain(r.json?.name);
     expect(r.json?.url).toBe('/shop?x=1');
-    expect(r.json?.headers).toMatchObject({ host: 'web.test', 'x-forwarded-for': '127.77.9.7', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'web.test' });
+    expect(r.json?.headers).toMatchObject({ host: 'web.test', 'x-forwarded-for': `${NET}.9.7`, 'x-forwarded-proto': 'http', 'x-forwarded-host': 'web.test' });
     const wild = await get('a.other.test', '/');
     expect(wild.status).toBe(200);
   });
@@ -172,7 +172,7 @@ describe('HTTP Ingress', () => {
   it('appends to an existing X-Forwarded-For', async () => {
     const r = await within(new Promise<string>((resolve, reject) => {
       import('node:http').then(({ request }) => {
-        const req = request({ ...HTTP, path: '/', headers: { host: 'web.test', 'x-forwarded-for': '203.0.113.9' }, localAddress: '127.77.9.8', agent: false }, (res) => {
+        const req = request({ ...HTTP, path: '/', headers: { host: 'web.test', 'x-forwarded-for': '203.0.113.9' }, localAddress: `${NET}.9.8`, agent: false }, (res) => {
           let b = '';
           res.on('data', (c: Buffer) => (b += c.toString()));
           res.on('end', () => resolve(b));
@@ -181,7 +181,7 @@ describe('HTTP Ingress', () => {
         req.end();
       }, reject);
     }), 3000, 'request with X-Forwarded-For');
-    expect((JSON.parse(r) as { headers: Record<string, string> }).headers['x-forwarded-for']).toBe('203.0.113.9, 127.77.9.8');
+    expect((JSON.parse(r) as { headers: Record<string, string> }).headers['x-forwarded-for']).toBe(`203.0.113.9, ${NET}.9.8`);
   });
 
   it('answers 404 with no matching rule, 503 with no endpoints, 502 when the backend refuses', async () => {
@@ -197,12 +197,12 @@ describe('HTTP Ingress', () => {
 
   it('answers 502 when the backend resets after reading the request, without trying another backend', async () => {
     const total = (method: string): number => BACKENDS.reduce((n, b) => n + (backends.httpRequests.get(`${b} ${method} /reset`) ?? 0), 0);
-    const post = await get('web.test', '/reset', '127.77.9.9', 'POST', 'data');
+    const post = await get('web.test', '/reset', `${NET}.9.9`, 'POST', 'data');
     expect(post.status).toBe(502);
     expect(total('POST')).toBe(1);
     // GET is idempotent, but the request reached the backend: at most the one stale-connection retry to
     // the same backend (when the pooled connection was reused), never a different backend.
-    const r = await get('web.test', '/reset', '127.77.9.9');
+    const r = await get('web.test', '/reset', `${NET}.9.9`);
     expect(r.status).toBe(502);
     const hit = BACKENDS.filter((b) => (backends.httpRequests.get(`${b} GET /reset`) ?? 0) > 0);
     expect(hit).toHaveLength(1);
@@ -220,14 +220,14 @@ describe('HTTP Ingress', () => {
 
   it('spreads clients over the backends and keeps connections to them alive', async () => {
     const seen = new Set<string>();
-    for (let i = 0; i < 24; i++) seen.add((await get('web.test', '/', `127.77.9.${30 + i}`)).json?.name ?? '');
+    for (let i = 0; i < 24; i++) seen.add((await get('web.test', '/', `${NET}.9.${30 + i}`)).json?.name ?? '');
     expect(seen.size).toBeGreaterThan(1);
     // One client connection: one backend (same client address and port), one pooled backend connection.
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
       const before = new Map(backends.httpConnections);
       const names = new Set<string>();
-      for (let i = 0; i < 6; i++) names.add((await httpCall({ ...HTTP, hostHeader: 'web.test', path: '/', agent, localAddress: '127.77.9.90' })).json?.name ?? '');
+      for (let i = 0; i < 6; i++) names.add((await httpCall({ ...HTTP, hostHeader: 'web.test', path: '/', agent, localAddress: `${NET}.9.90` })).json?.name ?? '');
       expect(names.size).toBe(1);
       const name = [...names][0] as string;
       expect((backends.httpConnections.get(name) ?? 0) - (before.get(name) ?? 0)).toBeLessThanOrEqual(1);
@@ -238,13 +238,13 @@ describe('HTTP Ingress', () => {
 
   it('retries idempotent requests without a body once after a refusal, never others', async () => {
     const before = metric(await metrics(), 'svcplane_proxy_http_retries_total', { service: 'test/half' });
-    const gets = await Promise.all(Array.from({ length: 16 }, (_, i) => get('web.test', '/half', `127.77.9.${120 + i}`)));
+    const gets = await Promise.all(Array.from({ length: 16 }, (_, i) => get('web.test', '/half', `${NET}.9.${120 + i}`)));
     for (const r of gets) {
       expect(r.status).toBe(200);
       expect(r.json?.name).toBe(BACKENDS[0]);
     }
     expect(metric(await metrics(), 'svcplane_proxy_http_retries_total', { service: 'test/half' })).toBeGreaterThan(before);
-    const posts = await Promise.all(Array.from({ length: 16 }, (_, i) => get('web.test', '/half', `127.77.9.${120 + i}`, 'POST', 'payload')));
+    const posts = await Promise.all(Array.from({ length: 16 }, (_, i) => get('web.test', '/half', `${NET}.9.${120 + i}`, 'POST', 'payload')));
     const codes = posts.map((r) => r.status);
     expect(codes).toContain(502);
     expect(codes).toContain(200);
@@ -264,7 +264,7 @@ describe('HTTP Ingress', () => {
 
 describe('live changes', () => {
   it('keeps a connection whose endpoint terminates, and gives that endpoint no new ones', async () => {
-    const c = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, '127.77.9.240');
+    const c = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, `${NET}.9.240`);
     try {
       const others = BACKENDS.filter((b) => b !== c.backend);
       const r = await change(clusterObjects({ echo: [...others, { address: c.backend, ready: false, terminating: true }] }, certs));
@@ -272,7 +272,7 @@ describe('live changes', () => {
       expect(r.applied).toBe(1);
       await sleep(GRACE_MS + 300);
       expect(await echo(c.socket, 'still here')).toBe('still here');
-      const counts = await spread(FRONTENDS.echo, 24, (i) => `127.77.9.${i + 1}`);
+      const counts = await spread(FRONTENDS.echo, 24, (i) => `${NET}.9.${i + 1}`);
       expect(counts.has(c.backend)).toBe(false);
     } finally {
       c.socket.destroy();
@@ -281,14 +281,14 @@ describe('live changes', () => {
 
   it('closes connections of a removed endpoint after the grace period, not before', async () => {
     await change(clusterObjects({}, certs));
-    const c = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, '127.77.9.241');
+    const c = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, `${NET}.9.241`);
     const others = BACKENDS.filter((b) => b !== c.backend);
     const t0 = Date.now();
     const r = await change(clusterObjects({ echo: others }, certs));
     expect(r.result).toBe('ok');
     // Mid-stream after the change: still on its backend.
     expect(await echo(c.socket, 'mid-stream')).toBe('mid-stream');
-    const counts = await spread(FRONTENDS.echo, 24, (i) => `127.77.9.${i + 1}`);
+    const counts = await spread(FRONTENDS.echo, 24, (i) => `${NET}.9.${i + 1}`);
     expect(counts.has(c.backend)).toBe(false);
     const how = await within(c.closed, GRACE_MS + 3000, 'drained connection closed');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE_MS - 100);
@@ -309,7 +309,7 @@ describe('live changes', () => {
     expect(invalid.result).toBe('rejected');
     expect(invalid.errors.join('\n')).toContain('Service test/web: spec.ports[0].port');
     // The valid half of that set (echo down to one backend) was not applied either.
-    const counts = await spread(FRONTENDS.echo, 24, (i) => `127.77.9.${i + 1}`);
+    const counts = await spread(FRONTENDS.echo, 24, (i) => `${NET}.9.${i + 1}`);
     expect(counts.size).toBe(3);
     expect((await httpCall({ ...HTTP, hostHeader: 'web.test', path: '/' })).status).toBe(200);
     const m = await metrics();
@@ -353,16 +353,16 @@ describe('watching a directory', () => {
     const p = await startProxy({
       paths: [d],
       dataplane: { node: 'node-a' },
-      binds: ['10.96.77.20:7=127.77.3.20:17000', '10.96.77.60:7=127.77.3.60:17000'].map(parseBind),
+      binds: [`10.96.77.20:7=${NET}.3.20:17000`, `10.96.77.60:7=${NET}.3.60:17000`].map(parseBind),
       endpointMap: [parseEndpointMap(ENDPOINT_MAP)],
       debounceMs: 50,
       log: jsonLogger((l) => seen.push(l)),
     });
     try {
-      expect(p.listening.l4.map((l) => l.local.address)).toEqual(['127.77.3.20']);
+      expect(p.listening.l4.map((l) => l.local.address)).toEqual([`${NET}.3.20`]);
       writeCluster(join(d, 'sub-extra.json'), service('extra', '10.96.77.60', 7, 7000, 'TCP', [BACKENDS[1]]));
       await eventually(() => p.listening.l4.length === 2, 4000, 'the new frontend served');
-      const r = await tcpExchange('127.77.3.60', 17000, { send: 'new' });
+      const r = await tcpExchange(`${NET}.3.60`, 17000, { send: 'new' });
       expect(r.data).toBe(`${BACKENDS[1]}\nnewbye\n`);
       expect(seen.filter((l) => l.includes('"event":"reload"')).length).toBeGreaterThanOrEqual(2);
     } finally {
@@ -418,10 +418,10 @@ describe('svcplane proxy command', () => {
     const stop = new AbortController();
     let ready: (p: ServiceProxy) => void = () => {};
     const started = new Promise<ServiceProxy>((r) => (ready = r));
-    const run = runProxy([file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=127.77.2.20`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { ...e.io, signal: stop.signal, ready });
+    const run = runProxy([file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=${NET}.2.20`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { ...e.io, signal: stop.signal, ready });
     const p = await within(started, 5000, 'CLI proxy ready');
-    expect(p.listening.l4.map((l) => `${l.local.address}:${l.local.port}`)).toEqual(['127.77.2.20:7']);
-    const r = await tcpExchange('127.77.2.20', 7, { send: 'via cli' });
+    expect(p.listening.l4.map((l) => `${l.local.address}:${l.local.port}`)).toEqual([`${NET}.2.20:7`]);
+    const r = await tcpExchange(`${NET}.2.20`, 7, { send: 'via cli' });
     expect(r.data).toMatch(/via clibye\n$/);
     stop.abort();
     expect(await within(run, 5000, 'CLI proxy stop')).toBe(0);
@@ -429,13 +429,13 @@ describe('svcplane proxy command', () => {
   });
 
   it('the executable stops cleanly on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['dist/cli/bin.js', 'proxy', file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=127.77.2.21`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['dist/cli/bin.js', 'proxy', file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=${NET}.2.21`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     try {
       await eventually(() => err.includes('"event":"listen"'), 8000, `proxy listening (stderr: ${err})`);
-      expect((await tcpExchange('127.77.2.21', 7, { send: 'exe' })).data).toMatch(/exebye\n$/);
+      expect((await tcpExchange(`${NET}.2.21`, 7, { send: 'exe' })).data).toMatch(/exebye\n$/);
       child.kill('SIGTERM');
       expect(await within(exited, 5000, 'exit after SIGTERM')).toBe(0);
     } finally {

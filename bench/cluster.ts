@@ -10,7 +10,11 @@
 // rest go to addresses that are not service frontends: half pod-to-pod traffic, half to a service CIDR
 // address no service holds.
 
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Flow } from '../src/engine/dataplane.js';
+import { NATIVE_PATH_ENV, type NativeEngine, causeChain, loadNative } from '../src/engine/native.js';
 import { type BenchCluster, type BenchService, ENDPOINTS_PER_SERVICE, benchCluster, benchFlows } from '../src/cli/bench.js';
 
 export { ENDPOINTS_PER_SERVICE, NODE_NAME, prng } from '../src/cli/bench.js';
@@ -39,3 +43,28 @@ export function syntheticCluster(n: number, seed = 1): SyntheticCluster {
 export function syntheticFlows(cluster: SyntheticCluster, count = 4096, seed = 2): FlowSet {
   return benchFlows(cluster, count, seed);
 }
+
+/** The repository root (this file runs from bench/ or, compiled, from build/bench/). */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'native', 'binding.gyp'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the repository root (native/binding.gyp)');
+    dir = up;
+  }
+  return dir;
+}
+
+/** The built addon, checked against the sources; later createDataplane calls load it through the env. */
+export function nativeEngine(): NativeEngine {
+  const root = repoRoot();
+  const path = process.env[NATIVE_PATH_ENV] || join(root, 'native', 'build', 'Release', 'svcplane.node');
+  try {
+    const engine = loadNative({ path, statusFile: join(root, 'native', 'build', 'status.json'), sourceRoot: root });
+    process.env[NATIVE_PATH_ENV] = path;
+    return engine;
+  } catch (err) {
+    throw new Error(`the native engine is unavailable (build it: node native/build.mjs): ${causeChain(err)}`);
+  }
+}
+

@@ -22,15 +22,16 @@
 // flow aimed at a service is forwarded to one of its endpoints.
 
 import b from 'benny';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { RESULT } from '../src/compile/layout.js';
 import { Dataplane } from '../src/engine/dataplane.js';
-import { NATIVE_PATH_ENV, type NativeEngine, causeChain, createNativeCore, loadNative } from '../src/engine/native.js';
+import { createNativeCore } from '../src/engine/native.js';
 import { JsServiceMap, type JsBackend } from './baseline-js.js';
-import { ENDPOINTS_PER_SERVICE, NODE_NAME, type FlowSet, type SyntheticCluster, syntheticCluster, syntheticFlows } from './cluster.js';
+import {
+  ENDPOINTS_PER_SERVICE, NODE_NAME, type FlowSet, type SyntheticCluster, nativeEngine, repoRoot, syntheticCluster, syntheticFlows,
+} from './cluster.js';
 
 const SERVICES = Number(process.argv[2] ?? 10000);
 const FLOW_COUNT = 4096;
@@ -72,30 +73,6 @@ function check(cond: boolean, message: string): void {
 
 const equalBytes = (a: Uint8Array, c: Uint8Array): boolean =>
   Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
-
-/** The repository root (this file runs from bench/ or, compiled, from build/bench/). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'native', 'binding.gyp'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new BenchCheckError('cannot find the repository root (native/binding.gyp)');
-    dir = up;
-  }
-  return dir;
-}
-
-/** The built addon, checked against the sources; later createDataplane calls load it through the env. */
-function nativeEngine(): NativeEngine {
-  const root = repoRoot();
-  const path = process.env[NATIVE_PATH_ENV] || join(root, 'native', 'build', 'Release', 'svcplane.node');
-  try {
-    const engine = loadNative({ path, statusFile: join(root, 'native', 'build', 'status.json'), sourceRoot: root });
-    process.env[NATIVE_PATH_ENV] = path;
-    return engine;
-  } catch (err) {
-    throw new BenchCheckError(`the native engine is unavailable (build it: node native/build.mjs): ${causeChain(err)}`);
-  }
-}
 
 /** Every flow aimed at a service is forwarded to one of that service's endpoints; every other one passes. */
 function verify(dp: Dataplane, cluster: SyntheticCluster, set: FlowSet, results: Uint8Array): { forward: number; pass: number } {

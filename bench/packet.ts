@@ -23,7 +23,7 @@ import { Dataplane } from '../src/engine/dataplane.js';
 import type { Core } from '../src/engine/core.js';
 import { PKT, REASON_KEYS } from '../src/engine/packet-layout.js';
 import { parseIp } from '../src/k8s/net.js';
-import { NODE_NAME, prng, syntheticCluster, type SyntheticCluster } from './cluster.js';
+import { NODE_NAME, nativeEngine, prng, syntheticCluster, type SyntheticCluster } from './cluster.js';
 import { PacketModel } from '../test/reference/packet-model.js';
 import { causeChain } from '../src/engine/native.js';
 
@@ -199,6 +199,7 @@ async function main(): Promise<void> {
   const start = 1_000_000;
   const engines: BenchDataplane[] = [new BenchDataplane({ node: NODE_NAME, tableSeed: 7, engine: 'wasm', conntrackCapacity: CONNTRACK })];
   try {
+    nativeEngine(); // finds the addon beside the sources (this file also runs from build/bench/)
     engines.push(new BenchDataplane({ node: NODE_NAME, tableSeed: 7, engine: 'native', conntrackCapacity: CONNTRACK }));
   } catch (err) {
     console.log(`native engine unavailable, wasm and TS only: ${causeChain(err)}`);

@@ -371,6 +371,36 @@ describe('watching a directory', () => {
   });
 });
 
+describe('HTTP draining', () => {
+  it('aborts a request in flight to a removed endpoint after the grace period (502), not before', async () => {
+    const d = tempDir();
+    const f = join(d, 'cluster.json');
+    writeCluster(f, clusterObjects({}));
+    const p = await startProxy({
+      paths: [f], dataplane: { node: 'node-a' }, endpointMap: [parseEndpointMap(ENDPOINT_MAP)],
+      http: [{ address: `${NET}.4.1`, port: 18080 }], graceMs: 400, requestTimeoutMs: 10_000, debounceMs: 50,
+    });
+    try {
+      const count = (b: string): number => backends.httpRequests.get(`${b} GET /hang`) ?? 0;
+      const before = new Map(BACKENDS.map((b) => [b, count(b)]));
+      const pending = httpCall({ host: `${NET}.4.1`, port: 18080, hostHeader: 'web.test', path: '/hang' });
+      const hit = (): string | undefined => BACKENDS.find((b) => count(b) > (before.get(b) ?? 0));
+      await eventually(() => hit() !== undefined, 3000, 'the request reached a backend');
+      const victim = hit() as string;
+      const t0 = Date.now();
+      const reloads0 = metric(await p.metrics.registry.metrics(), 'svcplane_proxy_reloads_total', { result: 'ok' });
+      writeCluster(f, clusterObjects({ web: BACKENDS.filter((b) => b !== victim) }));
+      await eventually(async () => metric(await p.metrics.registry.metrics(), 'svcplane_proxy_reloads_total', { result: 'ok' }) > reloads0, 3000, 'reload');
+      const r = await pending;
+      expect(r.status).toBe(502);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(350);
+      expect(metric(await p.metrics.registry.metrics(), 'svcplane_proxy_drained_total', { protocol: 'HTTP' })).toBe(1);
+    } finally {
+      await p.close();
+    }
+  });
+});
+
 describe('observability', () => {
   it('exports Prometheus metrics and /healthz', async () => {
     const m = await metrics();
@@ -429,13 +459,20 @@ describe('svcplane proxy command', () => {
   });
 
   it('the executable stops cleanly on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['dist/cli/bin.js', 'proxy', file, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=${NET}.2.21`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const own = join(tempDir(), 'cluster.json');
+    writeCluster(own, clusterObjects({}));
+    const child = spawn(process.execPath, ['dist/cli/bin.js', 'proxy', own, '--node', 'node-a', '--bind', `${FRONTENDS.echo.ip}=${NET}.2.21`, '--endpoint-map', ENDPOINT_MAP, '--no-watch'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     try {
       await eventually(() => err.includes('"event":"listen"'), 8000, `proxy listening (stderr: ${err})`);
       expect((await tcpExchange(`${NET}.2.21`, 7, { send: 'exe' })).data).toMatch(/exebye\n$/);
+      // --no-watch: the change is picked up on SIGHUP only.
+      writeCluster(own, clusterObjects({ echo: [BACKENDS[2]] }));
+      child.kill('SIGHUP');
+      await eventually(() => err.includes('"trigger":"signal"'), 5000, 'reload on SIGHUP');
+      expect((await tcpExchange(`${NET}.2.21`, 7, { send: 'exe' })).data).toBe(`${BACKENDS[2]}\nexebye\n`);
       child.kill('SIGTERM');
       expect(await within(exited, 5000, 'exit after SIGTERM')).toBe(0);
     } finally {

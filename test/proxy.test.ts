@@ -131,6 +131,16 @@ describe('L4', () => {
     expect(metric(m, 'svcplane_proxy_selections_total', { protocol: 'TCP', service: 'test/empty', verdict: 'reject' })).toBeGreaterThanOrEqual(1);
   });
 
+  it('passes a backend reset mid-stream on to the client as a reset', async () => {
+    const before = metric(await metrics(), 'svcplane_proxy_errors_total', { protocol: 'TCP', reason: 'reset' });
+    const c = await tcpOpen(FRONTENDS.echo.local, LOCAL_PORT, `${NET}.9.202`);
+    expect(await echo(c.socket, 'fine')).toBe('fine');
+    c.socket.on('error', () => {});
+    c.socket.write('RESET');
+    expect(await within(c.closed, 3000, 'client closed after the backend reset')).toBe('reset');
+    expect(metric(await metrics(), 'svcplane_proxy_errors_total', { protocol: 'TCP', reason: 'reset' })).toBe(before + 1);
+  });
+
   it('keeps UDP flows on one backend per client, and forgets them when idle', async () => {
     const names = new Map<string, Set<string>>();
     const clients = await Promise.all([`${NET}.9.60`, `${NET}.9.61`, `${NET}.9.62`, `${NET}.9.63`].map(udpClient));

@@ -15,7 +15,7 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { Core } from '../src/engine/core.js';
-import { type Dataplane, createDataplane } from '../src/engine/dataplane.js';
+import { type Dataplane, Selector, createDataplane } from '../src/engine/dataplane.js';
 import { DEFAULT_ADDON_PATH, loadNative } from '../src/engine/native.js';
 import { CT, EVENT_COUNTERS, PCTX, REASON_KEYS, TIMEOUTS, type ConntrackTimeouts } from '../src/engine/packet-layout.js';
 import { type Protocol, parseIp } from '../src/k8s/net.js';
@@ -375,6 +375,9 @@ interface Step {
   mutations: Mutation[];
   dt: number;
   ops: Op[];
+  /** The batch is the operations' packets built this many times over (big batches: the driver splits
+   * those of more than 256 packets into several core calls). */
+  repeat: number;
 }
 
 interface Scenario {
@@ -397,6 +400,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
       mutations: fc.oneof({ weight: 1, arbitrary: fc.constant<Mutation[]>([]) }, { weight: 1, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }),
       dt: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 4 }) }, { weight: 2, arbitrary: fc.integer({ min: 5, max: 30 }) }),
       ops: fc.array(opArb, { minLength: 6, maxLength: 48 }),
+      repeat: fc.oneof({ weight: 12, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.integer({ min: 8, max: 30 }) }),
     }),
     { minLength: 2, maxLength: 6 },
   ),
@@ -928,7 +932,8 @@ async function playAgainstModel(sc: Scenario): Promise<string | undefined> {
     }
     now = Math.min(0xffffffff, now + step.dt);
     const fes = frontendsOf(dp);
-    const packets = step.ops.flatMap((op) => build(op, st, fes));
+    const packets = Array.from({ length: step.repeat }, () => step.ops.flatMap((op) => build(op, st, fes))).flat();
+    if (packets.length > 256) bump('batch:split');
     const core = runCore(dp, packets, now);
     const ref = runModel(model, packets, now);
     const diff = firstDifference(packets, core, ref, [dp.engine, 'model'], now);
@@ -984,7 +989,7 @@ describe('packet path: core vs TypeScript reference model', () => {
       { numRuns: runs(400), interruptAfterTimeLimit: ASSERT_LIMIT },
     );
     const need = PR_NAMES.filter((n) => n !== 'BAD_IMAGE' && n !== 'NO_IMAGE').map((n) => `reason:${n}`);
-    need.push('model:kept', 'model:backendGone', 'model:portReuse');
+    need.push('model:kept', 'model:backendGone', 'model:portReuse', 'batch:split');
     need.push('rule:quote-restored', 'rule:reassembled-checksum-ok:FRAGMENT_FORWARD', 'rule:reassembled-checksum-ok:FRAGMENT_REVERSE');
     need.push('event:conntrack_evicted_table_full', 'event:fragments_tracked', 'event:reject_reply_suppressed', 'reply:written', 'translated:ipv6', 'translated:sctp', 'change:apply');
     for (const k of need) expect(coverage.get(k) ?? 0, `coverage of ${k}`).toBeGreaterThan(0);
@@ -1066,6 +1071,21 @@ describe('packet path: rules checked directly', () => {
     });
   }
 
+  it('with no tables attached every packet passes (PR_NO_IMAGE), as in the model', () => {
+    const sel = new Selector({ conntrackCapacity: 16 });
+    const model = new ReferencePacketPath({ capacity: 16, seed: 1 });
+    const flow: FlowDesc = { v6: false, src: addr('10.1.2.3'), dst: addr('10.96.0.1'), proto: P_TCP, sport: 40000, dport: 80 };
+    const packets = [l4Packet(flow, 0x02, 0, 'no-image'), { bytes: filler(7, 1), l4: 0, tag: 'no-image:garbage' }];
+    const data = concat(...packets.map((p) => p.bytes));
+    const r = sel.packets.processBatch(data, Uint32Array.of(0, 40), Uint32Array.of(40, 7), 5);
+    const m = runModel(model, packets, 5);
+    expect([...r.reasons].map((x) => PR_NAMES[x])).toEqual(['NO_IMAGE', 'NO_IMAGE']);
+    expect(m.map((o) => PR_NAMES[o.reason])).toEqual(['NO_IMAGE', 'NO_IMAGE']);
+    expect(same(data, concat(...packets.map((p) => p.bytes))), 'untouched').toBe(true);
+    expect(sel.packets.counters().pass_no_image).toBe(2);
+    expect(modelCounters(model).pass_no_image).toBe(2);
+  });
+
   it('a whole SCTP reply keeps a valid CRC32c (control for the case above)', async () => {
     const { dp, flow, backend, backendPort } = await sctpFlow(false);
     const p = l4Packet({ v6: false, src: backend, dst: flow.src, proto: P_SCTP, sport: backendPort, dport: flow.sport }, 0, 64, 'sctp-reply');
@@ -1114,7 +1134,8 @@ describe('packet path: native vs wasm', () => {
         for (const [i, step] of sc.steps.entries()) {
           if (i > 0 && step.mutations.length > 0) mutate([w, n], services, slices, step.mutations);
           now = Math.min(0xffffffff, now + step.dt);
-          const packets = step.ops.flatMap((op) => build(op, st, frontendsOf(w)));
+          const fes = frontendsOf(w);
+          const packets = Array.from({ length: step.repeat }, () => step.ops.flatMap((op) => build(op, st, fes))).flat();
           const a = runCore(w, packets, now);
           const b = runCore(n, packets, now);
           const diff = firstDifference(packets, a, b, ['wasm', 'native'], now);

@@ -565,7 +565,8 @@ export class ReferencePacketPath {
 
   /** Runs one packet (its bytes from the first IP header byte, rewritten in place) at time `now`. */
   process(pkt: Uint8Array, now: number): PacketResult {
-    const t = now >>> 0;
+    let t = now >>> 0;
+    if (t === 0xffffffff) t = 0xfffffffe; // expiries saturate at the last second: time stops one before it
     const res: PacketResult = { verdict: PV_PASS, reason: PR.NOT_SERVICE, revnat: SP_NONE, reply: undefined };
     this.one(pkt, t, res);
     bump(this.counters, res.reason);
@@ -598,8 +599,9 @@ export class ReferencePacketPath {
     set(reverse ? PV_REVERSE : PV_FORWARD, reverse ? PR.FRAGMENT_REVERSE : PR.FRAGMENT_FORWARD);
   }
 
-  private trackFragment(p: Parsed, src: Uint8Array, dst: Uint8Array, rewriteSource: boolean, nat: Uint8Array, now: number): void {
-    const { e } = this.ct.claim({ a: src, b: dst, aport: p.fragId >>> 16, bport: p.fragId & 0xffff, proto: fragProto(p), type: CT_FRAGMENT }, now, SP_NONE);
+  /** Remembers a first fragment's translation for its later fragments; never in the slot of the flow's entry `flowEntry`. */
+  private trackFragment(p: Parsed, src: Uint8Array, dst: Uint8Array, rewriteSource: boolean, nat: Uint8Array, flowEntry: number, now: number): void {
+    const { e } = this.ct.claim({ a: src, b: dst, aport: p.fragId >>> 16, bport: p.fragId & 0xffff, proto: fragProto(p), type: CT_FRAGMENT }, now, flowEntry);
     e.nat = nat.slice();
     e.natPort = 0;
     e.dir = rewriteSource ? 1 : 0;
@@ -651,9 +653,10 @@ export class ReferencePacketPath {
       const e = hit.e;
       rewrite(b, p, false, e.nat, e.natPort, false);
       this.touch(fwd, b, p, false, now);
-      if (p.frag === 1) this.trackFragment(p, p.src, p.dst, true, e.nat, now);
-      res.revnat = e.revnat; // read after tracking, which may have taken this very slot
-      return set(PV_REVERSE, PR.REVERSE);
+      res.revnat = e.revnat;
+      set(PV_REVERSE, PR.REVERSE);
+      if (p.frag === 1) this.trackFragment(p, p.src, p.dst, true, e.nat, hit.idx, now);
+      return;
     }
 
     const fe = (this.view as ImageView).frontend(listed.frontendSlot);
@@ -736,7 +739,7 @@ export class ReferencePacketPath {
     const frontendAddr = p.dst;
     rewrite(b, p, true, e.nat, e.natPort, false);
     this.touch(e, b, p, true, now);
-    if (p.frag === 1) this.trackFragment(p, p.src, frontendAddr, false, e.nat, now);
+    if (p.frag === 1) this.trackFragment(p, p.src, frontendAddr, false, e.nat, hit.idx, now);
     res.revnat = e.revnat; // the flow's (set when its backend was chosen)
     set(PV_FORWARD, reason);
   }

@@ -106,17 +106,18 @@ export class ServiceProxy {
   static async start(opts: ProxyOptions): Promise<ServiceProxy> {
     const dp = await createDataplane(opts.dataplane);
     const p = new ServiceProxy(dp, opts);
-    const first = await p.reload('start');
-    if (!first.ok) throw new ProxyStartError(first);
+    // Watching starts before the first read, so that a change made while it runs is not missed.
+    if (opts.watch ?? true) {
+      p.stopWatch = watchPaths(opts.paths, opts.debounceMs ?? PROXY_DEFAULTS.debounceMs, () => void p.reload('watch'), p.log);
+    }
     try {
+      const first = await p.reload('start');
+      if (!first.ok) throw new ProxyStartError(first);
       await p.http.listen(opts.http ?? [], opts.https ?? []);
       if (opts.admin) p.admin = await startAdminServer(opts.admin, p.metrics, () => p.health());
     } catch (e) {
       await p.close();
       throw e;
-    }
-    if (opts.watch ?? true) {
-      p.stopWatch = watchPaths(opts.paths, opts.debounceMs ?? PROXY_DEFAULTS.debounceMs, () => void p.reload('watch'), p.log);
     }
     return p;
   }

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLogger, parseBind, parseEndpointMap, startProxy, type ServiceProxy } from '../src/proxy/index.js';
 import { runProxy } from '../src/cli/proxy.js';
@@ -377,6 +378,42 @@ describe('watching a directory', () => {
       expect(seen.filter((l) => l.includes('"event":"reload"')).length).toBeGreaterThanOrEqual(2);
     } finally {
       await p.close();
+    }
+  });
+});
+
+describe('IPv6', () => {
+  it('serves an IPv6 frontend over IPv6 endpoints (::1 stand-ins), spreading by client port', async () => {
+    // Ports from the process id, as NET: two runs at once must not share [::1] ports.
+    const base = 20000 + (process.pid % 50) * 100;
+    const servers = await Promise.all([1, 2].map((i) => new Promise<import('node:net').Server>((resolve) => {
+      const srv = createTcpServer((sock) => sock.end(`v6-${i}\n`));
+      srv.listen(base + i, '::1', () => resolve(srv));
+    })));
+    const d = tempDir();
+    const f = join(d, 'v6.json');
+    writeCluster(f, [
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'six', namespace: 'test' },
+        spec: { clusterIP: 'fd00:96::77', clusterIPs: ['fd00:96::77'], ipFamilies: ['IPv6'], ipFamilyPolicy: 'SingleStack', ports: [{ name: 'main', port: 7, targetPort: 7000 }] } },
+      { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', addressType: 'IPv6',
+        metadata: { name: 'six-1', namespace: 'test', labels: { 'kubernetes.io/service-name': 'six' } },
+        ports: [{ name: 'main', port: 7000, protocol: 'TCP' }],
+        endpoints: [{ addresses: ['fd00:77:0:0::11'] }, { addresses: ['fd00:77::12'] }] },
+    ]);
+    const p = await startProxy({
+      paths: [f], dataplane: { node: 'node-a' }, watch: false,
+      binds: [parseBind(`[fd00:96::77]:7=[::1]:${base}`)],
+      endpointMap: [`[fd00:77::11]:7000=[::1]:${base + 1}`, `[fd00:77::12]:7000=[::1]:${base + 2}`].map(parseEndpointMap),
+    });
+    try {
+      expect(p.listening.l4).toEqual([{ frontend: { address: 'fd00:96::77', port: 7, protocol: 'TCP', service: 'test/six' }, local: { address: '::1', port: base } }]);
+      const seen = new Set((await Promise.all(Array.from({ length: 16 }, () => tcpExchange('::1', base)))).map((r) => r.data));
+      expect([...seen].sort()).toEqual(['v6-1\n', 'v6-2\n']);
+      const m = await p.metrics.registry.metrics();
+      expect(metric(m, 'svcplane_proxy_connections_total', { backend: '[fd00:77::11]:7000' }) + metric(m, 'svcplane_proxy_connections_total', { backend: '[fd00:77::12]:7000' })).toBe(16);
+    } finally {
+      await p.close();
+      for (const srv of servers) srv.close();
     }
   });
 });

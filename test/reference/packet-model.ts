@@ -549,6 +549,11 @@ export class ReferencePacketPath {
     this.services = new Map();
   }
 
+  /** (client, list) pairs the affinity state ever held (the core's table must stay far from full). */
+  get affinityEntries(): number {
+    return this.selector?.affinityEntries ?? 0;
+  }
+
   setTimeout(which: number, seconds: number): void {
     this.timeouts[which] = seconds;
   }

@@ -186,9 +186,10 @@ function l4Packet(d: FlowDesc, flags: number, len: number, tag: string, o: IpOpt
   return { bytes, l4, tag, desc: d };
 }
 
-/** The fragments of a datagram: the first carries `first` 8-byte units of the segment, the other(s) the rest. */
+/** The fragments of a datagram: the first carries `first` 8-byte units of the segment, the other(s) the rest.
+ * IPv6: `hopByHop` puts a hop-by-hop options header (unfragmentable part) before the fragment header. */
 let fragGroups = 0;
-function fragments(d: FlowDesc, flags: number, len: number, first: number, id: number, tag: string): Built[] {
+function fragments(d: FlowDesc, flags: number, len: number, first: number, id: number, tag: string, hopByHop = false): Built[] {
   const group = ++fragGroups;
   const seg = segment(d, flags, len);
   const cut = Math.min(first * 8, Math.floor((seg.length - 1) / 8) * 8);
@@ -196,10 +197,11 @@ function fragments(d: FlowDesc, flags: number, len: number, first: number, id: n
   return parts.map(([from, to], i) => {
     const body = seg.subarray(from, to);
     const more = i === 0;
+    const pre: Ext[] = hopByHop ? [{ type: 0, units: 0 }] : [];
     const bytes = d.v6
-      ? ip(true, d.src, d.dst, d.proto, body, { ext: [{ type: 44, off: from / 8, mf: more, id }] })
+      ? ip(true, d.src, d.dst, d.proto, body, { ext: [...pre, { type: 44, off: from / 8, mf: more, id }] })
       : ip(false, d.src, d.dst, d.proto, body, { id: id & 0xffff, mf: more, fragOff: from / 8 });
-    return { bytes, l4: d.v6 ? 48 : 20, tag: `${tag}:${i === 0 ? 'first' : 'later'}`, desc: d, check: { kind: 'frag' as const, group, part: i } };
+    return { bytes, l4: d.v6 ? 48 + 8 * pre.length : 20, tag: `${tag}:${i === 0 ? 'first' : 'later'}`, desc: d, check: { kind: 'frag' as const, group, part: i } };
   });
 }
 
@@ -500,20 +502,24 @@ function build(op: Op, st: StreamState, fes: Frontend[]): Built[] {
       if (!f) return noise(op, fe);
       const r: FlowDesc = { v6: f.desc.v6, src: f.backend, dst: f.desc.src, proto: f.desc.proto, sport: f.backendPort, dport: f.desc.sport };
       if ((op.c & 7) === 0) r.sport = (r.sport + 1) & 0xffff; // not the backend port: no flow
+      if ((op.d & 0xc0) === 0xc0) {
+        // IPv4 options / an IPv6 destination options header on the reply
+        return [l4Packet(r, pickOf(REPLY_FLAGS, op.c >> 3), len, 'reply:options', r.v6 ? { ext: [{ type: 60, units: op.d & 1 }] } : { options: 1 + (op.d % 3) })];
+      }
       return [l4Packet(r, pickOf(REPLY_FLAGS, op.c >> 3), len, 'reply')];
     }
     case 'fragReply': {
       const f = recent(st.forwards, op.a);
       if (!f) return noise(op, fe);
       const r: FlowDesc = { v6: f.desc.v6, src: f.backend, dst: f.desc.src, proto: f.desc.proto, sport: f.backendPort, dport: f.desc.sport };
-      const parts = fragments(r, 0x18, 24 + (op.d % 160), 1 + (op.c % 5), ++st.fragId + (op.b << 16), 'frag-reply');
+      const parts = fragments(r, 0x18, 24 + (op.d % 160), 1 + (op.c % 5), ++st.fragId + (op.b << 16), 'frag-reply', (op.d & 1) === 1);
       return op.c & 0x80 ? parts : [parts[0] as Built, ...parts];
     }
     case 'frag': {
       if (!fe) return noise(op, fe);
       const d = newFlow(fe);
       st.flows.push(d);
-      const parts = fragments(d, 0x18, 24 + (op.d % 200), 1 + (op.c % 6), ++st.fragId + (op.b << 16), 'frag');
+      const parts = fragments(d, 0x18, 24 + (op.d % 200), 1 + (op.c % 6), ++st.fragId + (op.b << 16), 'frag', (op.d & 1) === 1);
       const [first, later] = parts as [Built, Built];
       switch ((op.c >> 3) % 4) {
         case 0: return [first, later];
@@ -752,8 +758,7 @@ function ruleChecks(packets: Built[], outs: Outcome[]): string | undefined {
     firsts.delete(c.group);
     const first = outs[fi] as Outcome;
     const d = p.desc as FlowDesc;
-    const hl = d.v6 ? 48 : 20;
-    const seg = concat(first.output.subarray(hl), o.output.subarray(hl));
+    const seg = concat(first.output.subarray((packets[fi] as Built).l4), o.output.subarray(p.l4));
     const src = mapped(first.output, d.v6 ? 8 : 12, d.v6 ? 16 : 4);
     const dst = mapped(first.output, d.v6 ? 24 : 16, d.v6 ? 16 : 4);
     const laterSrc = mapped(o.output, d.v6 ? 8 : 12, d.v6 ? 16 : 4);

@@ -2,15 +2,20 @@
 // runs with SVCPLANE_ENGINE=wasm) against the TypeScript reference model in test/reference/packet-model.ts,
 // over random clusters, random packet streams and table changes between batches. Per packet the verdict,
 // the reason, the rev-NAT index, the output bytes and the reply bytes must be identical, and so must the
-// counters after every batch. Streams mix new flows, established flows (the same packets again, other TCP
-// flags), replies from the backends the core chose (built from its earlier outputs), ICMP errors quoting
-// earlier outputs (whole or truncated), fragments (in order, out of order, alone), IPv4 options, IPv6
-// extension headers, malformed and truncated packets, and traffic to no service; time advances across the
-// (shortened) conntrack timeouts, and small conntrack tables make the probe windows fill and evict.
+// counters and the conntrack table (slot by slot) after every batch. Streams mix new flows, established
+// flows (the same packets again, other TCP flags), replies from the backends the core chose (built from its
+// earlier outputs), ICMP errors quoting earlier outputs (whole or truncated), fragments (in order, out of
+// order, alone), IPv4 options, IPv6 extension headers, malformed and truncated packets, and traffic to no
+// service; time advances across random conntrack timeouts (and up to the top of u32), small conntrack
+// tables make the probe windows fill and evict, and slices and services change between batches.
+// Besides the model, outputs are checked against the rules themselves: an ICMP error translated back
+// quotes the packet as it was before the core translated it, and fragments translated one by one
+// reassemble into a datagram whose checksum is right (ruleChecks).
 // Also: the native engine (when built) and the WebAssembly core give identical outputs, counters and
 // conntrack tables on the same streams.
 //
-// SVCPLANE_DIFF_SCALE=N multiplies the run counts (soak runs).
+// SVCPLANE_DIFF_SCALE=N multiplies the run counts (soak runs); SVCPLANE_SHOW_CASE=1 prints the bytes of the
+// directed SCTP case.
 
 import fc from 'fast-check';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';

@@ -13,7 +13,7 @@ import { CoreError } from '../engine/core.js';
 import { dumpRoutes, formatIngressDump } from '../ingress/dump.js';
 import { BENCH_HELP, runBench } from './bench.js';
 import { REPLAY_HELP, REPLAY_INPUT_OPTIONS, dumpConntrack, runReplay } from './replay.js';
-import { runProxy } from './proxy.js';
+import { PROXY_HELP, runProxy } from './proxy.js';
 import { nativeReport } from '../engine/native.js';
 import { RoutesError } from '../ingress/view.js';
 
@@ -84,6 +84,7 @@ the backend names a missing Service or port or the Service has no usable endpoin
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`,
   replay: REPLAY_HELP,
+  proxy: PROXY_HELP,
   bench: BENCH_HELP,
   version: `Usage: svcplane version [-v|--verbose]
 

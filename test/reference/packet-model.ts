@@ -25,8 +25,8 @@ import type { Core } from '../../src/engine/core.js';
 import type { Dataplane } from '../../src/engine/dataplane.js';
 import { PCTX } from '../../src/engine/packet-layout.js';
 import type { PacketBatchResult } from '../../src/engine/packet.js';
-import { ImageView, type ServiceView } from '../../src/compile/view.js';
-import { R_AFFINITY, R_NO_LOCAL_ENDPOINTS, R_SOURCE_RANGE, ReferenceSelector, SP_NONE, V_FORWARD, V_REJECT } from './model.js';
+import { FRONTEND, HEADER, LIST, LIST_KEEP, ROOT, SERVICE, SVC_F_IPV6 } from '../../src/compile/layout.js';
+import { R_AFFINITY, R_NO_IMAGE, R_NO_LOCAL_ENDPOINTS, R_SOURCE_RANGE, ReferenceSelector, SP_NONE, V_FORWARD, V_REJECT } from './model.js';
 
 // ---- wasm/packet.h, transcribed ----
 
@@ -530,9 +530,10 @@ export class ReferencePacketPath {
   private selector: ReferenceSelector | undefined;
   /** Only asked which frontend and list a flow uses (steps 1-3 have no side effects; its affinity state is thrown away). */
   private lister: ReferenceSelector | undefined;
-  private view: ImageView | undefined;
+  /** Whether the image is usable at all (else every packet is PR_NO_IMAGE, as the core's view_load fails). */
+  private attached = false;
   private image: Uint8Array = new Uint8Array(0);
-  private services = new Map<number, ServiceView | undefined>();
+  private dv: DataView = new DataView(new ArrayBuffer(0));
 
   constructor(opts: { capacity: number; seed: number }) {
     if (opts.capacity < WINDOW || (opts.capacity & (opts.capacity - 1)) !== 0) throw new RangeError('conntrack capacity: a power of two >= 8');
@@ -545,8 +546,9 @@ export class ReferencePacketPath {
     if (this.selector) this.selector.load(this.image);
     else this.selector = new ReferenceSelector(this.image);
     this.lister = new ReferenceSelector(this.image);
-    this.view = new ImageView(this.image);
-    this.services = new Map();
+    this.dv = new DataView(this.image.buffer, this.image.byteOffset, this.image.byteLength);
+    const probe = this.lister.select({ protocol: P_TCP, src: new Uint8Array(16), sport: 0, dst: new Uint8Array(16), dport: 0 }, 0);
+    this.attached = probe.reason !== R_NO_IMAGE;
   }
 
   /** (client, list) pairs the affinity state ever held (the core's table must stay far from full). */
@@ -583,7 +585,7 @@ export class ReferencePacketPath {
       res.verdict = verdict;
       res.reason = reason;
     };
-    if (!this.view) return set(PV_PASS, PR.NO_IMAGE);
+    if (!this.attached) return set(PV_PASS, PR.NO_IMAGE);
     const p = parseIp(b, false);
     if (typeof p === 'number') return set(p === PR.ROUTED ? PV_PASS : PV_DROP, p);
     if (p.frag === 2) return this.laterFragment(b, p, now, set);
@@ -635,9 +637,41 @@ export class ReferencePacketPath {
     fwd.expires = expiry(now, this.timeoutFor(fwd, b, p, fromClient));
   }
 
-  private service(slot: number): ServiceView | undefined {
-    if (!this.services.has(slot)) this.services.set(slot, (this.view as ImageView).service(slot));
-    return this.services.get(slot);
+  private u32(at: number): number {
+    return this.dv.getUint32(at, true);
+  }
+
+  /** [off, off + len) inside the image (its header's size, never more than the bytes held). */
+  private inImage(off: number, len: number): boolean {
+    return off + len <= Math.min(this.u32(HEADER.imageSize), this.image.length);
+  }
+
+  /** Frontend map entry `index` (the selection model found it, so it is inside the image). */
+  private frontendAt(index: number): { slot: number; revnat: number } {
+    const at = this.u32(this.u32(HEADER.root) + ROOT.feOff) + index * FRONTEND.size;
+    return { slot: this.u32(at + FRONTEND.slot), revnat: this.u32(at + FRONTEND.revnat) };
+  }
+
+  /**
+   * What the packet path reads of a service block besides the selection: its family, list `position` (the
+   * one the selection used, so checked already) and its keep list, when that is one (LIST_KEEP) inside the
+   * image (terminating endpoints that keep their established flows).
+   */
+  private block(slot: number, position: number): { v6: boolean; list: { beOff: number; beCount: number }; keep: { beOff: number; beCount: number } | undefined } {
+    const at = this.u32(this.u32(this.u32(HEADER.root) + ROOT.slotOff) + slot * 4);
+    const listOff = this.u32(at + SERVICE.listOff);
+    const listCount = this.image[at + SERVICE.listCount] as number;
+    const listAt = (i: number): { beOff: number; beCount: number; kind: number } => {
+      const l = listOff + i * LIST.size;
+      return { beOff: this.u32(l + LIST.beOff), beCount: this.u32(l + LIST.beCount), kind: this.image[l + LIST.kind] as number };
+    };
+    const k = this.image[at + SERVICE.listKeep] as number;
+    let keep: { beOff: number; beCount: number } | undefined;
+    if (k !== 0 && k <= listCount) {
+      const l = listAt(k - 1);
+      if (l.kind === LIST_KEEP && l.beOff % 4 === 0 && this.inImage(l.beOff, l.beCount * 24)) keep = l;
+    }
+    return { v6: (this.u32(at + SERVICE.flags) & SVC_F_IPV6) !== 0, list: listAt(position), keep };
   }
 
   private backendAt(off: number): Backend {
@@ -664,8 +698,7 @@ export class ReferencePacketPath {
       return;
     }
 
-    const fe = (this.view as ImageView).frontend(listed.frontendSlot);
-    if (!fe) throw new Error('reference packet path: frontend slot without a frontend');
+    const fe = this.frontendAt(listed.frontendSlot);
     res.revnat = fe.revnat;
     if (listed.verdict !== V_FORWARD) {
       if (listed.verdict === V_REJECT) {
@@ -675,12 +708,11 @@ export class ReferencePacketPath {
       return set(PV_DROP, listed.reason === R_SOURCE_RANGE ? PR.SOURCE_RANGE : listed.reason === R_NO_LOCAL_ENDPOINTS ? PR.NO_LOCAL_ENDPOINTS : PR.BAD_IMAGE);
     }
     if (p.proto === P_SCTP && p.frag !== 0) return set(PV_DROP, PR.FRAGMENT_SCTP);
-    const svc = this.service(fe.slot);
-    const list = svc?.lists[listed.listInfo?.position ?? -1];
-    if (!svc || !list) throw new Error('reference packet path: the selected list is not in the image view');
+    const svc = this.block(fe.slot, listed.listInfo?.position ?? 0);
+    const list = svc.list;
     const inList = (e: Entry): boolean => {
       const match = (i: number): boolean => {
-        const be = this.backendAt(list.backendsOffset + i * 24);
+        const be = this.backendAt(list.beOff + i * 24);
         return be.port === e.natPort && sameAddr(be.addr, e.nat);
       };
       if (e.beIndex < list.beCount && match(e.beIndex)) return true;
@@ -695,12 +727,10 @@ export class ReferencePacketPath {
 
     /** A terminating endpoint in no other list keeps its established flows (the service's keep list). */
     const kept = (e: Entry): boolean => {
-      // (Read loosely: images without keep lists have neither the field nor the kind.)
-      const k = (svc as { listKeep?: number }).listKeep ?? -1;
-      const keep = k >= 0 ? svc.lists[k] : undefined;
-      if (!keep || (keep.kind as string) !== 'keep') return false;
+      const keep = svc.keep;
+      if (!keep) return false;
       for (let i = 0; i < keep.beCount; i++) {
-        const be = this.backendAt(keep.backendsOffset + i * 24);
+        const be = this.backendAt(keep.beOff + i * 24);
         if (be.port === e.natPort && sameAddr(be.addr, e.nat)) return true;
       }
       return false;
@@ -724,7 +754,7 @@ export class ReferencePacketPath {
       if (sel.verdict !== V_FORWARD) return set(PV_DROP, PR.BAD_IMAGE);
       const be = this.backendAt(sel.backendOffset);
       const v4mapped = be.addr.subarray(0, 12).every((x, i) => x === (i < 10 ? 0 : 0xff));
-      if ((svc.family === 'IPv6') !== p.v6 || (!p.v6 && !v4mapped)) return set(PV_DROP, PR.BAD_IMAGE);
+      if (svc.v6 !== p.v6 || (!p.v6 && !v4mapped)) return set(PV_DROP, PR.BAD_IMAGE);
       if (!hit) {
         hit = this.ct.claim(key, now, SP_NONE);
         reason = sel.reason === R_AFFINITY ? PR.NEW_AFFINITY : PR.NEW;

@@ -235,12 +235,13 @@ static inline void verdict(struct sp_result *r, u32 v, u32 reason) {
   r->reason = (u8)reason;
 }
 
-/* Steps 1-3: frontend lookup, source ranges, the list by scope. Returns the list a flow selects from,
- * or 0 with the verdict written (pass, reject, drop). `r` must have been reset by result_reset. */
 static inline const struct sp_list *select_list_svc(struct view *v, const struct sp_flow *f, struct sp_result *r,
                                                     const struct sp_frontend *fe, const struct sp_service *svc);
+
+/* Steps 1-3: frontend lookup, source ranges, the list by scope. Returns the list a flow selects from,
+ * or 0 with the verdict written (pass, reject, drop). `r` must have been reset by result_reset. */
 static inline const struct sp_list *select_list(struct view *v, const struct sp_flow *f, struct sp_result *r,
-                                         const struct sp_frontend **fe_out, const struct sp_service **svc_out) {
+                                                const struct sp_frontend **fe_out, const struct sp_service **svc_out) {
   u32 fe_index;
   const struct sp_frontend *fe = frontend_lookup(v, f->dst, f->dport, f->proto, &fe_index);
   if (!fe) return verdict(r, V_PASS, R_NOT_SERVICE), (const struct sp_list *)0;
@@ -282,7 +283,7 @@ static inline const struct sp_list *select_list_svc(struct view *v, const struct
   return l;
 }
 
-/* Steps 4-5 for a new connection: ClientIP affinity, else the Maglev slot (then recorded for affinity). */
+/* The flow hash Maglev slots come from: src addr16 || le16(sport) || proto || 0, cluster seed. */
 static inline u32 flow_hash(const struct view *v, const struct sp_flow *f) {
   return hash_addr_word_v4(f->src, (u32)f->sport | ((u32)f->proto << 16), v->flow_seed, v->flow_v4);
 }
@@ -290,8 +291,10 @@ static inline u32 flow_hash(const struct view *v, const struct sp_flow *f) {
 static inline void select_backend_hashed(const struct sp_ctx *ctx, const struct view *v, const struct sp_service *svc,
                                          const struct sp_list *l, const struct sp_flow *f, struct sp_result *r, u32 now,
                                          u32 hash);
+
+/* Steps 4-5 for a new connection: ClientIP affinity, else the Maglev slot (then recorded for affinity). */
 static inline void select_backend(const struct sp_ctx *ctx, const struct view *v, const struct sp_service *svc,
-                           const struct sp_list *l, const struct sp_flow *f, struct sp_result *r, u32 now) {
+                                  const struct sp_list *l, const struct sp_flow *f, struct sp_result *r, u32 now) {
   select_backend_hashed(ctx, v, svc, l, f, r, now, flow_hash(v, f));
 }
 

@@ -10,7 +10,7 @@ import { IngressRouter } from '../ingress/route.js';
 import { RoutesView } from '../ingress/view.js';
 import { buildRoutes } from '../ingress/index.js';
 import {
-  DEFAULT_CLUSTER_SEED, FLOW, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
+  DEFAULT_CLUSTER_SEED, FLOW, HEADER, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
   R_AFFINITY, VERDICTS, type Verdict,
 } from '../compile/layout.js';
 import { type Core, type CoreOptions, type EngineKind, type ReaderHandle, createWasmCore } from './core.js';
@@ -166,6 +166,16 @@ export function encodeFlows(flows: readonly Omit<Flow, 'now'>[]): Uint8Array {
   return buf;
 }
 
+/** What describe() decodes once per (frontend, service block, list) and generation. */
+interface DecodedFrontend {
+  service: string;
+  frontend: NonNullable<Selection['frontend']>;
+  scope: NonNullable<Selection['scope']>;
+  policy: NonNullable<Selection['policy']>;
+  list: NonNullable<Selection['list']>;
+  affinityTimeout: number;
+}
+
 /** Selection over a compiled image: what `svcplane dump IMAGE` and `trace IMAGE` need, and the base of Dataplane. */
 export class Selector {
   /** The engine running the core, and why that one (for `svcplane version`). */
@@ -194,6 +204,8 @@ export class Selector {
     const view = new ImageView(bytes.slice());
     this.core.loadImage(bytes);
     this.loaded = view;
+    this.forgetDecoded();
+    this.packetPath = undefined;
     this.attachRoutes(view.routes);
   }
 
@@ -300,6 +312,32 @@ export class Selector {
     return results;
   }
 
+  /**
+   * Names decoded from the tables, valid for one generation of the served image: service blocks are
+   * immutable while published, and every publication bumps the generation (so a reused offset is never
+   * taken for the block that was there before). Decoding names per result otherwise dominates select().
+   */
+  private readonly decoded = { generation: -1, frontends: new Map<number, DecodedFrontend>(), backends: new Map<number, BackendView>() };
+
+  private decodeCache(): typeof this.decoded {
+    const mem = this.core.memory;
+    const at = this.core.imageBase + HEADER.generation;
+    const generation = at + 4 <= mem.byteLength ? (mem[at] as number) | ((mem[at + 1] as number) << 8) | ((mem[at + 2] as number) << 16) | ((mem[at + 3] as number) << 24) : -1;
+    if (generation !== this.decoded.generation) {
+      this.decoded.generation = generation;
+      this.decoded.frontends.clear();
+      this.decoded.backends.clear();
+    }
+    return this.decoded;
+  }
+
+  /** Forgets decoded names (a new image was loaded: its generation may equal the old one's). */
+  protected forgetDecoded(): void {
+    this.decoded.generation = -1;
+    this.decoded.frontends.clear();
+    this.decoded.backends.clear();
+  }
+
   /** Decodes result `i` of a selectBatch output. */
   describe(results: Uint8Array, i: number): Selection {
     const at = i * RESULT.size;
@@ -307,30 +345,48 @@ export class Selector {
     const verdict = VERDICTS[dv.getUint8(RESULT.verdict)] ?? 'drop';
     const reasonCode = dv.getUint8(RESULT.reason);
     const sel: Selection = { verdict, reason: REASONS[reasonCode] ?? `reason ${reasonCode}` };
-    const view = this.tables;
     const feIndex = dv.getUint32(RESULT.frontend, true);
-    if (!view || feIndex === NONE) return sel;
-    const fe = view.frontend(feIndex);
     const svcOffset = dv.getUint32(RESULT.service, true);
-    if (!fe || svcOffset === NONE) return sel;
-    const svc = view.serviceAt(svcOffset);
+    if (feIndex === NONE || svcOffset === NONE) return sel;
     const used = dv.getUint8(RESULT.list);
-    const list = svc.lists[used === LIST_USED_INTERNAL ? svc.listInternal : used === LIST_USED_EXTERNAL ? svc.listExternal : svc.listCluster] as ListView;
-    sel.service = svc.name;
-    sel.frontend = { type: fe.kind, address: fe.address, port: fe.port, protocol: fe.protocol, portName: svc.portName };
-    sel.scope = fe.external ? 'external' : 'internal';
-    sel.policy = (fe.external ? svc.externalPolicyLocal : svc.internalPolicyLocal) ? 'Local' : 'Cluster';
+    const cache = this.decodeCache();
+    const key = feIndex * 4 + used + svcOffset * 0x40000000; // exact in a double: offsets < 2^32, index < 2^28
+    let d = cache.frontends.get(key);
+    if (!d) {
+      const view = this.tables;
+      const fe = view?.frontend(feIndex);
+      if (!view || !fe) return sel;
+      const svc = view.serviceAt(svcOffset);
+      const list = svc.lists[used === LIST_USED_INTERNAL ? svc.listInternal : used === LIST_USED_EXTERNAL ? svc.listExternal : svc.listCluster] as ListView;
+      d = {
+        service: svc.name,
+        frontend: { type: fe.kind, address: fe.address, port: fe.port, protocol: fe.protocol, portName: svc.portName },
+        scope: fe.external ? 'external' : 'internal',
+        policy: (fe.external ? svc.externalPolicyLocal : svc.internalPolicyLocal) ? 'Local' : 'Cluster',
+        list: { kind: list.kind === 'local' ? 'local' : 'cluster', size: list.beCount, maglevSize: list.maglevSize },
+        affinityTimeout: svc.affinityTimeout,
+      };
+      cache.frontends.set(key, d);
+    }
+    sel.service = d.service;
+    sel.frontend = { ...d.frontend };
+    sel.scope = d.scope;
+    sel.policy = d.policy;
     if (used === LIST_USED_LOCAL_SOURCE) sel.localSource = true;
-    sel.list = { kind: list.kind === 'local' ? 'local' : 'cluster', size: list.beCount, maglevSize: list.maglevSize };
+    sel.list = { ...d.list };
     const slot = dv.getUint32(RESULT.slot, true);
     if (slot !== NONE) sel.maglevSlot = slot;
     const beOffset = dv.getUint32(RESULT.backend, true);
     if (beOffset !== NONE) {
-      const be: BackendView = view.backend(beOffset);
+      let be = cache.backends.get(beOffset);
+      if (!be) {
+        be = (this.tables as ImageView).backend(beOffset);
+        cache.backends.set(beOffset, be);
+      }
       sel.backend = { address: be.address, port: be.port };
       sel.backendState = be.state;
     }
-    if (reasonCode === R_AFFINITY) sel.reason = `session affinity (ClientIP, timeout ${svc.affinityTimeout}s)`;
+    if (reasonCode === R_AFFINITY) sel.reason = `session affinity (ClientIP, timeout ${d.affinityTimeout}s)`;
     return sel;
   }
 }

@@ -221,7 +221,8 @@ export function parseHostPort(text: string): { address: string; bytes: Uint8Arra
 export const PROTOCOL_NUMBERS = { TCP: 6, UDP: 17, SCTP: 132 } as const;
 export type Protocol = keyof typeof PROTOCOL_NUMBERS;
 
+const PROTOCOL_NAMES = new Map<number, Protocol>(Object.entries(PROTOCOL_NUMBERS).map(([name, n]) => [n, name as Protocol]));
+
 export function protocolName(num: number): Protocol | undefined {
-  for (const [name, n] of Object.entries(PROTOCOL_NUMBERS)) if (n === num) return name as Protocol;
-  return undefined;
+  return PROTOCOL_NAMES.get(num);
 }

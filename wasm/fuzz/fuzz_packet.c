@@ -17,7 +17,10 @@
  *   packet, or a client's answer to a reverse-NATed one), ICMP (an ICMP error quoting the output of
  *   `ref`, sent back to its source by its destination or by a router), FRAG (the input of `ref` as a
  *   first or a later fragment), BUILD (a well-formed packet to the image's frontend number `ref`, from a
- *   source the data chooses). Derived packets get the data XORed in, so the fuzzer can break them too.
+ *   source the data chooses), IMAGE (the data is the packet; before it, the image changes as a
+ *   publication would: a service's backends reordered, one leaving or changing port, a list emptied,
+ *   affinity toggled, generation bumped; or detach / re-attach). Derived packets get the data XORed in,
+ *   so the fuzzer can break them too.
  * Packets are processed in batches (a batch ends at a time step, a break bit, or a packet derived from
  * one of the same batch). A custom mutator mutates mostly the records, sometimes the header or the image.
  *
@@ -32,9 +35,12 @@
  * (plain TCP/UDP/SCTP and fragments); reply_len <= 1280 (576 over IPv4), only on reject, a well-formed
  * ICMP error whose bytes after reply_len are untouched; counters: per reason equal to what the
  * descriptors say, their sum = packets processed, flows created = PR_NEW + PR_NEW_AFFINITY, rejects =
- * replies written + C_REPLY_NO_SLOT; ct/revnat outputs consistent with the reason.
+ * replies written + C_REPLY_NO_SLOT; ct/revnat outputs consistent with the reason, and the last packet
+ * of a batch that evicted nothing names its flow's forward entry.
  *
  *   sh wasm/fuzz/run.sh 60     # builds both harnesses and fuzzes 30 s each with the committed corpora
+ *   FUZZ_PACKET_TRACE=1 wasm/fuzz/out/fuzz_packet FILE...    # one line per packet: verdict, reason, ...
+ * Seeds: node wasm/fuzz/make-corpus-packet.mjs (after npm run build), minimized into corpus-packet/.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -75,16 +81,10 @@ enum { K_RAW = 0, K_REPEAT = 1, K_REPLY = 2, K_ICMP = 3, K_FRAG = 4, K_BUILD = 5
 
 static unsigned cur_pkt;
 static int trace; /* FUZZ_PACKET_TRACE=1: one line per packet on stderr (corpus inspection) */
-/* FUZZ_PACKET_STRICT_SCTP=1: an SCTP first fragment is never forwarded or reverse-NATed (its CRC32c
- * covers the ports and the whole SCTP packet, so it cannot be fixed from one fragment: the rule behind
- * PR_FRAGMENT_SCTP). Off by default: packet.c applies it to client -> frontend packets only, see
- * crashes/README.md. */
-static int strict_sctp;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
   trace = getenv("FUZZ_PACKET_TRACE") != 0;
-  strict_sctp = getenv("FUZZ_PACKET_STRICT_SCTP") != 0;
   return 0;
 }
 
@@ -411,6 +411,8 @@ static u32 build_reply(u8 *out, const u8 *src, u32 len, u32 pa, const u8 *orig, 
 /* IMAGE: changes the attached image between batches, as an update would, and bumps its generation as a
  * publication does (or detaches / re-attaches):
  * the core must cope with flows whose backend moved or left, and with whatever the image then says. */
+static int image_changed; /* by image_change: a fuzzed image's "service" may overlap its header */
+
 static void image_change(u32 pa, u32 ref, u32 il, int *attached) {
   u32 action = pa & 7;
   if (action == 4) {
@@ -437,6 +439,7 @@ static void image_change(u32 pa, u32 ref, u32 il, int *attached) {
   for (u32 i = 0, k = 0; i < r->slot_cap; i++)
     if (slots[i] % 4 == 0 && slots[i] != 0 && (u64)slots[i] + sizeof(struct sp_service) <= il && k++ == want) pick = slots[i];
   struct sp_service *svc = (struct sp_service *)(im + pick);
+  image_changed = 1;
   ((struct sp_header *)im)->generation++; /* a publication: every change bumps it */
   if (action == 6) {
     svc->flags ^= SVC_F_AFFINITY;
@@ -591,9 +594,14 @@ static void check_reply(const struct sp_pkt *d, const u8 *in) {
   CHECK(memcmp(r + h.l4 + 8, in, quoted) == 0); /* quotes the packet as received */
 }
 
+static int last_of_batch, evicted_in_batch;
+
 static void check_packet(u32 i, u32 len, u32 reply_off) {
   cur_pkt = i;
   struct sp_pkt *d = desc(i);
+  if (trace)
+    fprintf(stderr, "pkt %2u len %4u verdict %u reason %2u reply %4u ct %d revnat %d\n", i, len, d->verdict, d->reason,
+            d->reply_len, (int)d->ct, (int)d->revnat);
   CHECK(d->off == in_off[i] && d->len == len && d->reply_off == reply_off);
   CHECK(d->verdict <= PV_REVERSE && d->reason < PR_COUNT);
   CHECK(verdict_of[d->reason] == d->verdict);
@@ -606,14 +614,18 @@ static void check_packet(u32 i, u32 len, u32 reply_off) {
   if (r == PR_NOT_SERVICE || r == PR_MALFORMED_IP || r == PR_MALFORMED_EXT || r == PR_MALFORMED_L4 ||
       r == PR_FRAGMENT_UNTRACKED || r == PR_NO_IMAGE || r == PR_ROUTED)
     CHECK(d->revnat == SP_NONE);
-  if (r >= PR_NEW && r <= PR_ICMP_REVERSE) CHECK(d->ct != SP_NONE && d->revnat != SP_NONE);
-  if (r == PR_NO_ENDPOINTS || r == PR_NO_LOCAL_ENDPOINTS || r == PR_SOURCE_RANGE) CHECK(d->revnat != SP_NONE);
+  if (r >= PR_NEW && r <= PR_ICMP_REVERSE) {
+    CHECK(d->ct != SP_NONE);
+    /* The last packet of a batch: nothing after it could have evicted its flow, so (unless this batch
+     * evicted something) d->ct names the flow's forward entry, of the same frontend. */
+    if (last_of_batch && !evicted_in_batch) {
+      const struct sp_ct *e = (const struct sp_ct *)(sp_mem_base + CT) + d->ct;
+      CHECK(e->type == CT_FORWARD && e->revnat == d->revnat);
+    }
+  }
 
   const u8 *in = in_copy[i];
   u8 *out = sp_mem_base + d->off;
-  if (trace)
-    fprintf(stderr, "pkt %2u len %4u verdict %u reason %2u reply %4u ct %d revnat %d\n", i, len, d->verdict, d->reason,
-            d->reply_len, (int)d->ct, (int)d->revnat);
   check_reply(d, in);
   expect[r]++;
   processed++;
@@ -639,7 +651,9 @@ static void check_packet(u32 i, u32 len, u32 reply_off) {
   }
   if (!pi) return; /* extension headers etc.: the checks above only */
   CHECK(po && hi.l4 == ho.l4 && hi.proto == ho.proto && hi.frag == ho.frag);
-  if (strict_sctp) CHECK(!(hi.proto == 132 && hi.frag == 1));
+  /* An SCTP first fragment is never forwarded or reverse-NATed: its CRC32c covers the ports and the whole
+   * SCTP packet, so it cannot be fixed from one fragment (the rule behind PR_FRAGMENT_SCTP). */
+  CHECK(!(hi.proto == 132 && hi.frag == 1));
   int ci = l4_cksum_state(a, &hi), co = l4_cksum_state(b, &ho);
   if (ci == 1) CHECK(co == 1);
   if (ci == 2) CHECK(co == 2);
@@ -746,11 +760,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(sp_pctx_timeout(PCTX + 4, 0, 5) == E_BOUNDS);
   }
   int attached = sp_attach(CTX, img_off, il) == E_OK;
+  image_changed = 0;
   if (attached) collect_frontends(il);
   else nfe = 0;
 
   u32 now = (u32)data[2] | (u32)data[3] << 8;
-  if (now >= 0xf000u) now = 0xffffffffu - (0xffffu - now) * 16u;
+  if (now >= 0xf000u) now = 0xffffffffu - (0xffffu - now) * 16u; /* up to 0xffffffff */
   u32 first = 0; /* first packet of the pending batch */
   u8 buf[MAXP + 64];
 
@@ -764,10 +779,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (i == npk || (i > first && ((r->fl & 15) >= 4 || (r->fl & 16) || kind == K_IMAGE || (derived_out && ref >= first)))) {
       u32 cnt = i - first;
       if (cnt) {
+        const u64 *counters = ((const struct sp_pctx *)(sp_mem_base + PCTX))->counters;
+        u64 evicted = counters[C_CT_EVICTED];
         u32 got = sp_process_batch(PCTX, desc_off + first * (u32)sizeof(struct sp_pkt), cnt, now);
         cur_pkt = first;
         CHECK(got == cnt);
-        for (u32 k = first; k < i; k++) check_packet(k, in_len[k], recs[k].fl & 32 ? 0 : reply_at(k));
+        evicted_in_batch = counters[C_CT_EVICTED] != evicted;
+        for (u32 k = first; k < i; k++) {
+          last_of_batch = k == i - 1;
+          check_packet(k, in_len[k], recs[k].fl & 32 ? 0 : reply_at(k));
+        }
         check_counters();
       }
       first = i;
@@ -775,6 +796,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (i == npk) break;
     now = sat_add(now, dt_of[r->fl & 15]);
 
+    if (trace)
+      fprintf(stderr, "rec %2u kind %u param %2u ref %3u step %2u flags %02x pad %02x data %u now %u\n", i, kind, pa, ref,
+              r->fl & 15, r->fl & 0xf0, r->pad, r->n, now);
     if (kind == K_IMAGE) image_change(pa, r->ref, il, &attached);
     u32 len;
     switch (kind) {
@@ -840,10 +864,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct sp_pkt *bogus = desc(MAX_PKTS);
   *bogus = (struct sp_pkt){(u32)sp_mem_len - 10, 20, 0, 0, 0, 0, 0, 0};
   CHECK(sp_process_batch(PCTX, desc_off + MAX_PKTS * (u32)sizeof(struct sp_pkt), 1, now) == 1);
-  CHECK(attached ? bogus->verdict == PV_DROP && bogus->reason == PR_MALFORMED_IP : bogus->reason == PR_NO_IMAGE);
+  CHECK(bogus->verdict == PV_DROP && bogus->reason == PR_MALFORMED_IP ? attached : bogus->reason == PR_NO_IMAGE && (!attached || image_changed));
   *bogus = (struct sp_pkt){0xfffffff0u, 0x20, 0, 0, 0, 0, 0, 0};
   CHECK(sp_process_batch(PCTX, desc_off + MAX_PKTS * (u32)sizeof(struct sp_pkt), 1, now) == 1);
-  CHECK(attached ? bogus->verdict == PV_DROP && bogus->reason == PR_MALFORMED_IP : bogus->reason == PR_NO_IMAGE);
+  CHECK(bogus->verdict == PV_DROP && bogus->reason == PR_MALFORMED_IP ? attached : bogus->reason == PR_NO_IMAGE && (!attached || image_changed));
   if (attached) {
     sp_detach(CTX);
     *bogus = (struct sp_pkt){img_off, 20, 0, 0, 0, 0, 0, 0};

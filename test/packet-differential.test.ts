@@ -28,6 +28,8 @@ import type { EndpointSlice, Service } from '../src/k8s/types.js';
 import {
   type Entry, PR, PR_NAMES, PV_FORWARD, PV_REVERSE, ReferencePacketPath, checksumOf, crc32c, mapped, pseudoSum, wordSum,
 } from './reference/packet-model.js';
+import { ReferenceSelector } from './reference/model.js';
+import { ImageView } from '../src/compile/view.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Packets: built with right checksums (the model recomputes where the core updates incrementally)
@@ -805,7 +807,7 @@ function remember(st: StreamState, packets: Built[], outs: Outcome[]): void {
   for (const xs of [st.flows, st.forwards, st.reverses] as unknown[][]) if (xs.length > 200) xs.splice(0, xs.length - 100);
 }
 
-function ctSeedOf(dp: Dataplane): number {
+function ctSeedOf(dp: Selector): number {
   const core = (dp as unknown as { core: Core }).core;
   const mem = core.memory;
   return new DataView(mem.buffer, mem.byteOffset).getUint32(core.packetBuffers().pctx + PCTX.ctSeed, true);
@@ -1036,6 +1038,100 @@ describe('packet path: core vs TypeScript reference model', () => {
   });
 });
 
+describe('packet path: corrupted images', () => {
+  it('agrees with the model on corrupted images the core accepts (per-packet checks of the entries used)', async () => {
+    // A rich image: every frontend kind, both families, affinity, eTP=Local, terminating endpoints.
+    const services: SvcSpec[] = [
+      { type: 'LoadBalancer', stack: 'dual', ports: [{ protocol: 'TCP', port: 80 }, { protocol: 'UDP', port: 53 }], affinity: 5, itpLocal: false, etpLocal: true, sourceRanges: [] },
+      { type: 'NodePort', stack: 'v4', ports: [{ protocol: 'SCTP', port: 443 }], affinity: undefined, itpLocal: true, etpLocal: false, sourceRanges: [] },
+      { type: 'ClusterIP', stack: 'v6', ports: [{ protocol: 'TCP', port: 443 }], affinity: undefined, itpLocal: false, etpLocal: false, sourceRanges: [] },
+    ];
+    const slices: SliceSpec[] = [
+      { svc: 0, v6: false, count: 6, offset: 0, terminating: 2, remote: false },
+      { svc: 0, v6: true, count: 4, offset: 0, terminating: 0, remote: false },
+      { svc: 1, v6: false, count: 3, offset: 0, terminating: 0, remote: false },
+      { svc: 2, v6: true, count: 5, offset: 0, terminating: 1, remote: false },
+    ];
+    const sc: Scenario = { services, slices, steps: [], start: 100, clusterSeed: 3, tableSeed: 4, conntrackCapacity: 64, timeouts: undefined };
+    const builder = await newDataplane(sc, 'wasm');
+    expect(builder.apply(initialObjects(sc, new Map(), new Map()))).toEqual([]);
+    const base = builder.image;
+    const fes = frontendsOf(builder);
+    // Corrupt the structures the packet path reads per packet; not the source ranges, whose prefix
+    // matching is unspecified when their host bits are set (see test/differential.test.ts).
+    const sections = new ReferenceSelector(base).regions().filter((r) => !r.name.startsWith('ranges') && r.name !== 'local sources').map((r) => [r.off, r.len] as [number, number]);
+    let accepted = 0;
+    let rejected = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            section: fc.nat({ max: sections.length - 1 }),
+            at: fc.nat(),
+            len: fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.integer({ min: 2, max: 64 }) }),
+            value: fc.oneof(fc.nat({ max: 255 }), fc.constantFrom(0, 1, 2, 0xff)),
+          }),
+          { minLength: 1, maxLength: 4 },
+        ),
+        fc.array(fc.array(opArb, { minLength: 4, maxLength: 30 }), { minLength: 1, maxLength: 3 }),
+        async (edits, batches) => {
+          const image = base.slice();
+          for (const e of edits) {
+            const [off, len] = sections[e.section] as [number, number];
+            if (len === 0) continue;
+            const start = off + (e.at % len);
+            image.fill(e.value, start, Math.min(off + len, start + e.len));
+          }
+          const sel = new Selector({ engine: 'wasm', conntrackCapacity: 64, affinityCapacity: AFFINITY_CAPACITY });
+          try {
+            sel.loadImage(image);
+          } catch {
+            rejected++;
+            return; // the core refused it: nothing to compare
+          }
+          accepted++;
+          const model = new ReferencePacketPath({ capacity: 64, seed: ctSeedOf(sel) });
+          model.load(image);
+          const st: StreamState = { flows: [], forwards: [], reverses: [], fragId: 0 };
+          let now = 100;
+          for (const ops of batches) {
+            const packets = ops.flatMap((op) => build(op, st, fes));
+            const data = concat(...packets.map((p) => p.bytes));
+            const offsets = new Uint32Array(packets.length);
+            const lengths = new Uint32Array(packets.length);
+            let at = 0;
+            packets.forEach((p, i) => {
+              offsets[i] = at;
+              lengths[i] = p.bytes.length;
+              at += p.bytes.length;
+            });
+            const r = sel.packets.processBatch(data, offsets, lengths, now);
+            const core: Outcome[] = packets.map((_, i) => ({
+              verdict: r.verdicts[i] as number, reason: r.reasons[i] as number, revnat: r.revnat[i] as number,
+              output: data.slice(offsets[i] as number, (offsets[i] as number) + (lengths[i] as number)), reply: r.replies[i],
+            }));
+            const ref = runModel(model, packets, now);
+            const diff = firstDifference(packets, core, ref, ['core', 'model'], now);
+            if (diff) {
+              const regions = new ReferenceSelector(base).regions().filter((x) => !x.name.startsWith('ranges') && x.name !== 'local sources');
+              const where = edits.map((e) => regions[e.section]?.name);
+              throw new Error(`corrupted image (${JSON.stringify(edits)} in ${JSON.stringify(where)}):\n${diff}`);
+            }
+            for (const o of core) bump(`corrupted:${PR_NAMES[o.reason]}`);
+            remember(st, packets, core);
+            now += 3;
+          }
+          expect(JSON.stringify(sel.packets.counters())).toBe(JSON.stringify(modelCounters(model)));
+        },
+      ),
+      { numRuns: runs(300), interruptAfterTimeLimit: ASSERT_LIMIT },
+    );
+    console.log('corrupted images', { accepted, rejected, badImage: coverage.get('corrupted:BAD_IMAGE') ?? 0 });
+    expect(accepted).toBeGreaterThan(30);
+    expect(coverage.get('corrupted:BAD_IMAGE') ?? 0, 'some corruptions reach the per-packet checks').toBeGreaterThan(0);
+  }, TIMEOUT);
+});
+
 describe('packet path: rules checked directly', () => {
   /** A one-endpoint SCTP ClusterIP service, a client flow forwarded to it, and that flow's backend. */
   async function sctpFlow(v6: boolean): Promise<{ dp: Dataplane; flow: FlowDesc; backend: Uint8Array; backendPort: number }> {
@@ -1096,6 +1192,32 @@ describe('packet path: rules checked directly', () => {
     expect(same(data, concat(...packets.map((p) => p.bytes))), 'untouched').toBe(true);
     expect(sel.packets.counters().pass_no_image).toBe(2);
     expect(modelCounters(model).pass_no_image).toBe(2);
+  });
+
+  // PR_BAD_IMAGE covers "a family mismatch": an IPv4 service's backend must be an IPv4-mapped address
+  // (::ffff:a.b.c.d). The core checks only its third word (0000ffff) and forwards to the last 4 bytes, so a
+  // backend 0200::ffff:10.244.1.1 (first byte corrupted) is used as 10.244.1.1, and the reply entry then
+  // keys on 0200::ffff:10.244.1.1, which no IPv4 reply can match. By the rules: dropped as PR_BAD_IMAGE.
+  it.fails('a backend address that is no IPv4-mapped address in an IPv4 service is a bad image [packet.c bug: only bytes 8-11 are checked]', async () => {
+    const sc: Scenario = {
+      services: [{ type: 'ClusterIP', stack: 'v4', ports: [{ protocol: 'TCP', port: 80 }], affinity: undefined, itpLocal: false, etpLocal: false, sourceRanges: [] }],
+      slices: [{ svc: 0, v6: false, count: 1, offset: 0, terminating: 0, remote: false }],
+      steps: [], start: 100, clusterSeed: 1, tableSeed: 2, conntrackCapacity: 64, timeouts: undefined,
+    };
+    const dp = await newDataplane(sc, 'wasm');
+    expect(dp.apply(initialObjects(sc, new Map(), new Map()))).toEqual([]);
+    const image = dp.image;
+    const view = new ImageView(image);
+    const svc = [...view.services()][0];
+    const list = svc?.lists[svc.listInternal];
+    if (!list || list.beCount !== 1) throw new Error('expected one backend');
+    image[list.backendsOffset] = 0x02; // 0200::ffff:10.244.1.1
+    const sel = new Selector({ engine: 'wasm', conntrackCapacity: 64 });
+    sel.loadImage(image);
+    const p = l4Packet({ v6: false, src: addr('10.1.2.3'), dst: addr('10.96.0.1'), proto: P_TCP, sport: 40000, dport: 80 }, 0x02, 0, 'bad-backend');
+    const r = sel.packets.processBatch(p.bytes, Uint32Array.of(0), Uint32Array.of(p.bytes.length), 100);
+    if (process.env.SVCPLANE_SHOW_CASE) console.log(JSON.stringify({ backendAt: list.backendsOffset, input: hex(l4Packet({ v6: false, src: addr('10.1.2.3'), dst: addr('10.96.0.1'), proto: P_TCP, sport: 40000, dport: 80 }, 0x02, 0, 'x').bytes), output: hex(p.bytes), reason: PR_NAMES[r.reasons[0] as number] }));
+    expect(PR_NAMES[r.reasons[0] as number]).toBe('BAD_IMAGE');
   });
 
   it('a whole SCTP reply keeps a valid CRC32c (control for the case above)', async () => {

@@ -4,10 +4,15 @@
 //   npx tsc -p tsconfig.bench.json && node build/bench/ingress.js
 //
 // Cases (one benny op = one pass over REQUEST_COUNT requests; ns/request = op time / REQUEST_COUNT):
-//   'wasm route()'                 IngressRouter.route: host and path bytes copied into core memory, one
-//                                  sp_route call, the result's target index picks the precomputed result.
-//   'wasm sp_route only ...'       the same core call on requests written into core memory beforehand (no
-//                                  string copies, no result objects): what the core itself costs.
+//   'wasm route()'                 IngressRouter.route: the Host header's record from the router's Map of
+//                                  known headers (else sp_route_host), the path bytes copied into core
+//                                  memory, one sp_route_path call, the target index picks the precomputed
+//                                  result.
+//   'wasm sp_route only ...'       the core's whole routing (sp_route, request and result structs) on
+//                                  requests written into core memory beforehand (no string copies, no
+//                                  result objects): what the core itself costs.
+//   'wasm sp_route_path only ...'  the core call route() makes per request once it knows the Host header
+//                                  (sp_route_path, records found beforehand), on the same requests.
 //   'TS matcher, same tables'      TableMatcher.route: the core's algorithm in TypeScript over the same bytes.
 //   'JS sorted-prefix list'        the baseline below, built from the same plan.
 // Every case is checked against the others on every request before anything is timed, and after.
@@ -37,6 +42,7 @@ const TARGET_SPEEDUP = 3;
 
 const WASM = 'wasm route()';
 const CORE = 'wasm sp_route only (requests already in core memory)';
+const PATH = 'wasm sp_route_path only (records known, requests in core memory)';
 const TABLE = 'TS matcher, same tables';
 const JS = 'JS sorted-prefix list';
 
@@ -206,14 +212,25 @@ class JsIngressRouter {
 // ---- the wasm core, instantiated directly (as the Core class does) ----
 
 interface Exports extends RouteExports {
+  sp_route_host(ctx: number, hostOff: number, hostLen: number): number;
+  sp_route_path(ctx: number, record: number, pathOff: number, pathLen: number): number;
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   sp_heap_base(): number;
+}
+
+interface CoreOnly {
+  /** sp_route over every request. */
+  run: () => void;
+  /** sp_route_path over every request, with the records sp_route_host found for them beforehand. */
+  runPath: () => void;
+  targets: () => number[];
+  pathTargets: () => number[];
 }
 
 interface WasmBench {
   router: IngressRouter;
   /** Writes every request into core memory once; returns a function routing them all with sp_route alone. */
-  coreOnly(reqs: readonly RouteRequest[]): { run: () => void; targets: () => number[] };
+  coreOnly(reqs: readonly RouteRequest[]): CoreOnly;
 }
 
 function wasmRouter(section: Uint8Array): WasmBench {
@@ -231,7 +248,7 @@ function wasmRouter(section: Uint8Array): WasmBench {
   };
   const router = new IngressRouter({ exports: x, memory, scratchOffset: scratch, scratchSize });
   router.attach(section, at);
-  const coreOnly = (reqs: readonly RouteRequest[]): { run: () => void; targets: () => number[] } => {
+  const coreOnly = (reqs: readonly RouteRequest[]): CoreOnly => {
     // [request headers: 16 B each][results: 16 B each][host and path bytes], after the section.
     const enc = new TextEncoder();
     const texts = reqs.map((r) => {
@@ -256,10 +273,22 @@ function wasmRouter(section: Uint8Array): WasmBench {
     });
     const ctx = router.contextOffset;
     const n = reqs.length;
+    // [record, path offset, path length] per request for sp_route_path.
+    const words = new Uint32Array(new ArrayBuffer(n * 12));
+    for (let i = 0; i < n; i++) {
+      words[i * 3] = x.sp_route_host(ctx, dv.getUint32(base + i * 16, true), dv.getUint32(base + i * 16 + 4, true));
+      words[i * 3 + 1] = dv.getUint32(base + i * 16 + 8, true);
+      words[i * 3 + 2] = dv.getUint32(base + i * 16 + 12, true);
+    }
+    const pathOut = new Uint32Array(n);
     return {
       run: () => {
         for (let i = 0; i < n; i++) x.sp_route(ctx, base + i * 16, results + i * 16);
       },
+      runPath: () => {
+        for (let i = 0; i < n; i++) pathOut[i] = x.sp_route_path(ctx, words[i * 3] as number, words[i * 3 + 1] as number, words[i * 3 + 2] as number);
+      },
+      pathTargets: () => Array.from(pathOut),
       targets: () => Array.from({ length: n }, (_, i) => new DataView(memory().buffer).getUint32(results + i * 16 + 4, true)),
     };
   };
@@ -327,20 +356,24 @@ async function main(): Promise<void> {
   const statuses = verify();
   core.run();
   const coreTargets = core.targets();
+  core.runPath();
+  const pathTargets = core.pathTargets();
   reqs.forEach((r, i) => {
     const t = wasm.trace(r).target ?? 0xffffffff;
     check(coreTargets[i] === t, `core-only target of request ${i}: ${coreTargets[i]} vs ${t}`);
+    check(pathTargets[i] === t, `sp_route_path target of request ${i}: ${pathTargets[i]} vs ${t}`);
   });
   const defaults = reqs.filter((r) => wasm.trace(r).path.match === 'default').length;
 
   for (let i = 0; i < WARMUP_PASSES; i++) {
     core.run();
+    core.runPath();
     runWasm();
     runTable();
     runJs();
   }
 
-  const cases: [string, () => void][] = [[WASM, runWasm], [CORE, core.run], [TABLE, runTable], [JS, runJs]];
+  const cases: [string, () => void][] = [[WASM, runWasm], [CORE, core.run], [PATH, core.runPath], [TABLE, runTable], [JS, runJs]];
   const rounds = new Map<string, { min: number; median: number; max: number; mean: number; samples: number; rme: number }[]>();
   for (let round = 0; round < ROUNDS; round++) {
     const order = cases.map((_, i) => cases[(i + round) % cases.length] as [string, () => void]);

@@ -37,6 +37,8 @@
   X(sp_routes_attach, i32, 3)       \
   X(sp_routes_detach, void, 1)      \
   X(sp_route, u32, 3)               \
+  X(sp_route_host, u32, 3)          \
+  X(sp_route_path, u32, 4)          \
   X(sp_hash_bytes, u32, 3)          \
   X(sp_route_sizeof, u32, 1)        \
   /* wasm/packet.c */               \

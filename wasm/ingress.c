@@ -253,7 +253,7 @@ static ALWAYS_INLINE u32 walk_hash(struct walk *w, u32 n) {
   return mm3_finish(w->h, w->path + w->done, n);
 }
 
-static void candidate(struct walk *w, u32 n) {
+static ALWAYS_INLINE void candidate(struct walk *w, u32 n) {
   if (!len_bit(w->r->prefix_lens, n)) return;
   u32 hash = walk_hash(w, n);
   if (w->probe_now) {
@@ -328,28 +328,40 @@ static const struct spr_slot *match_path(const struct rview *v, const struct spr
   return w.best;
 }
 
-static void route_one(const struct rview *v, const u8 *host, u32 host_len, const u8 *path, u32 path_len,
-                      struct spr_result *res) {
+/* The target for a request (SP_NONE: 404), and how it was found. Reads no target: the caller looks at the
+ * one it needs (sp_route for the status; sp_route_text returns the index, the host keeps the results). */
+static ALWAYS_INLINE u32 route_target(const struct rview *v, const u8 *host, u32 host_len, const u8 *path, u32 path_len,
+                                      u8 *host_match, u8 *path_match, u32 *record, u32 *match_len) {
   const struct spr_header *h = v->h;
-  u8 host_match = SPR_MATCH_NONE, path_match = 0;
-  u32 rec = find_record(v, host, host_len, &host_match);
-  u32 target, match_len = 0;
+  u32 rec = find_record(v, host, host_len, host_match);
+  u32 target;
+  *record = rec;
+  *match_len = 0;
+  *path_match = 0;
   if (rec == SP_NONE) {
     target = h->default_target;
   } else {
     const struct spr_record *r = &v->rec[rec];
-    const struct spr_slot *s = match_path(v, r, path, path_len, &match_len);
+    const struct spr_slot *s = match_path(v, r, path, path_len, match_len);
     if (s) {
       target = s->value;
-      path_match = s->type;
+      *path_match = s->type;
     } else {
       target = r->default_target;
-      match_len = 0;
+      *match_len = 0;
     }
   }
   if (target >= h->tgt_count) target = SP_NONE;
-  if (target == SP_NONE) path_match = 0;
-  else if (!path_match) path_match = SPR_PATH_DEFAULT;
+  if (target == SP_NONE) *path_match = 0;
+  else if (!*path_match) *path_match = SPR_PATH_DEFAULT;
+  return target;
+}
+
+static void route_one(const struct rview *v, const u8 *host, u32 host_len, const u8 *path, u32 path_len,
+                      struct spr_result *res) {
+  u8 host_match = SPR_MATCH_NONE, path_match = 0;
+  u32 rec, match_len;
+  u32 target = route_target(v, host, host_len, path, path_len, &host_match, &path_match, &rec, &match_len);
   res->status = target == SP_NONE ? (u16)404 : v->tgt[target].status;
   res->host_match = host_match;
   res->path_match = path_match;
@@ -369,6 +381,36 @@ u32 EXPORT(sp_route)(u32 ctx_off, u32 req_off, u32 res_off) {
   struct spr_result *res = (struct spr_result *)mem_at(res_off);
   route_one(&v, mem_at(req->host_off), req->host_len, mem_at(req->path_off), req->path_len, res);
   return res->status;
+}
+
+/* The same routing in two steps with the request in arguments and only indices returned, for a host that
+ * keeps the results per target and remembers the record per Host header: sp_route_host (the host part of
+ * sp_route), then sp_route_path (the path part, in that record). */
+u32 EXPORT(sp_route_host)(u32 ctx_off, u32 host_off, u32 host_len) {
+  const struct spr_ctx *ctx = ctx_at(ctx_off);
+  struct rview v;
+  if (!ctx || !view_load(&v, ctx->section, ctx->size) || !in_memory(host_off, host_len)) return SPR_ROUTE_ERROR;
+  u8 host_match = SPR_MATCH_NONE;
+  return find_record(&v, mem_at(host_off), host_len, &host_match);
+}
+
+u32 EXPORT(sp_route_path)(u32 ctx_off, u32 record, u32 path_off, u32 path_len) {
+  const struct spr_ctx *ctx = ctx_at(ctx_off);
+  struct rview v;
+  if (!ctx || !view_load(&v, ctx->section, ctx->size) || !in_memory(path_off, path_len)) return SPR_ROUTE_ERROR;
+  const struct spr_header *h = v.h;
+  u32 target;
+  if (record == SP_NONE) {
+    target = h->default_target;
+  } else if (record >= h->rec_count) {
+    return SPR_ROUTE_ERROR;
+  } else {
+    const struct spr_record *r = &v.rec[record];
+    u32 match_len;
+    const struct spr_slot *s = match_path(&v, r, mem_at(path_off), path_len, &match_len);
+    target = s ? s->value : r->default_target;
+  }
+  return target < h->tgt_count ? target : SP_NONE;
 }
 
 /* ---- helpers for the control plane and tests ---- */

@@ -140,6 +140,16 @@ void sp_routes_detach(u32 ctx_off);
  * spr_result at res_off (4-aligned); returns the status (0 when nothing is attached or a buffer lies
  * outside memory). */
 u32 sp_route(u32 ctx_off, u32 req_off, u32 res_off);
+/* sp_route in two steps, the request's bytes in arguments (core-memory offsets and lengths), indices
+ * returned, no struct written; what route() calls per request (trace() uses sp_route for the details).
+ * sp_route_host: the record for a Host header (SP_NONE: no record, the section's default target decides).
+ * sp_route_path: the target for a path in that record (SP_NONE: 404). Both return SPR_ROUTE_ERROR when
+ * nothing is attached, the bytes lie outside memory or the record is not one of the section's. The record
+ * depends only on the Host bytes and the attached section, so a host may remember it per Host header until
+ * it attaches another section. */
+#define SPR_ROUTE_ERROR 0xfffffffeu
+u32 sp_route_host(u32 ctx_off, u32 host_off, u32 host_len);
+u32 sp_route_path(u32 ctx_off, u32 record, u32 path_off, u32 path_len);
 /* murmur3_32 over [ptr, ptr + len), for tests and tools (0 when outside memory). */
 u32 sp_hash_bytes(u32 ptr, u32 len, u32 seed);
 /* sizeof: 0 header, 1 slot, 2 record, 3 target, 4 request, 5 result, 6 ctx. */

@@ -1,10 +1,12 @@
-// route(): host + path -> route target, through the core's sp_route over a routes section in core memory.
-// The router owns no memory: the engine hands it the core's exports, a fresh view of core memory, and a
-// scratch area at an offset it reserved, so the same class serves the wasm module and a native engine.
+// route(): host + path -> route target, through the core (wasm/ingress.c) over a routes section in core
+// memory. The router owns no memory: the engine hands it the core's exports, a fresh view of core memory,
+// and a scratch area at an offset it reserved, so the same class serves the wasm module and a native engine.
 // Scratch layout: [spr_ctx 16][result 16][request 16][host area 1024][path area: the rest]. Per request:
-// host and path are written straight into their areas through views kept across calls (a char loop for
-// ASCII, TextEncoder.encodeInto otherwise), one core call, and the result's target index picks a
-// precomputed, frozen result.
+// the Host header's record comes from a Map of the Host headers seen for this section (else the header is
+// written into its area and sp_route_host finds the record: what the core decides depends only on the
+// bytes and the section), the path (up to maxPath + 1 bytes, without '?query') is written straight into
+// its area (a char loop for ASCII, TextEncoder.encodeInto otherwise), one sp_route_path call returns the
+// target index, and that picks a precomputed, frozen result. trace() goes through sp_route and its structs.
 
 import { MAX_HOST, NONE, PATH_DEFAULT, R_CTX, R_REQUEST, R_RESULT, ROUTES_ATTACH_ERRORS, ROUTES_ALIGN } from './layout.js';
 import { RoutesView, RoutesError, type TargetView } from './view.js';
@@ -14,6 +16,10 @@ export interface RouteExports {
   sp_routes_attach(ctx: number, off: number, len: number): number;
   sp_routes_detach(ctx: number): void;
   sp_route(ctx: number, req: number, res: number): number;
+  /** The record for a Host header (NONE: none), or ROUTE_ERROR; optional (a core without: sp_route). */
+  sp_route_host?(ctx: number, hostOff: number, hostLen: number): number;
+  /** The target for a path in a record (NONE: 404), or ROUTE_ERROR. */
+  sp_route_path?(ctx: number, record: number, pathOff: number, pathLen: number): number;
 }
 
 /** What the engine lends the router. */
@@ -62,6 +68,12 @@ export interface RouteTrace extends RouteResult {
 
 /** Bytes a request's Host header may take in the scratch; longer ones are reduced first (writeLongHost). */
 const HOST_AREA = 1024;
+/** Host bytes the core reads at most (a longer name is no rule host). */
+const HOST_READ = MAX_HOST + 2;
+/** Host headers whose record the router remembers per section (a flood of new ones empties it). */
+const HOST_CACHE = 8192;
+/** sp_route_host / sp_route_path: nothing attached, the request outside memory, a bad record. */
+const ROUTE_ERROR = 0xfffffffe;
 const CTX_AT = 0;
 const RESULT_AT = R_CTX.size;
 const REQUEST_AT = RESULT_AT + R_RESULT.size;
@@ -138,11 +150,27 @@ export class IngressRouter {
   private words: Uint32Array = new Uint32Array(0);
   private hostView: Uint8Array = new Uint8Array(0);
   private pathView: Uint8Array = new Uint8Array(0);
+  /** Path bytes that can matter for the attached section: maxPath + 1. */
+  private pathLimit = 1;
+  // sp_route_host / sp_route_path when the core has them (both), else route() goes through sp_route.
+  private readonly routeHost: RouteExports['sp_route_host'];
+  private readonly routePath: RouteExports['sp_route_path'];
+  /**
+   * The core's record per Host header string for the attached section (sp_route_host): the record depends
+   * only on the Host bytes and the section, so a known Host header skips the copy and the host lookup.
+   * Emptied on attach and detach, and when it holds HOST_CACHE headers.
+   */
+  private readonly records = new Map<string, number>();
 
   constructor(host: RouterHost) {
     if (host.scratchOffset % ROUTES_ALIGN !== 0) throw new RouterError('router scratch offset must be 8-aligned');
     this.host = host;
     this.base = host.scratchOffset;
+    const x = host.exports;
+    if (x.sp_route_host && x.sp_route_path) {
+      this.routeHost = x.sp_route_host;
+      this.routePath = x.sp_route_path;
+    }
   }
 
   /** The attached section, or undefined. */
@@ -170,11 +198,13 @@ export class IngressRouter {
     x.sp_routes_detach(this.contextOffset);
     this.current = undefined;
     this.results = [];
+    this.records.clear();
     if (opts.copy ?? true) this.host.memory().set(section, offset);
     const rc = x.sp_routes_attach(this.contextOffset, offset, section.byteLength);
     if (rc !== 0) throw new RoutesError(`core rejected the routes section: ${ROUTES_ATTACH_ERRORS[rc] ?? `error ${rc}`}`);
     this.current = view;
     this.results = resultsOf(view);
+    this.pathLimit = view.maxPath + 1;
     this.views();
   }
 
@@ -188,6 +218,7 @@ export class IngressRouter {
     this.host.exports.sp_routes_detach(this.contextOffset);
     this.current = undefined;
     this.results = [];
+    this.records.clear();
   }
 
   /** Routes one request; the result object is shared and frozen. */
@@ -199,7 +230,9 @@ export class IngressRouter {
 
   /** route() with the host and path match that decided it. */
   trace(req: RouteRequest): RouteTrace {
-    const target = this.run(req);
+    if (!this.current) throw new RouterError('no routes section attached');
+    if (this.words.length === 0) this.views();
+    const target = this.runStruct(req);
     const w = this.words;
     const res = RESULT_AT >>> 2;
     const record = w[res + (R_RESULT.record >>> 2)] as number;
@@ -237,6 +270,85 @@ export class IngressRouter {
   private run(req: RouteRequest): number {
     if (!this.current) throw new RouterError('no routes section attached');
     if (this.words.length === 0) this.views();
+    const routePath = this.routePath;
+    if (routePath === undefined) return this.runStruct(req);
+    const host = req.host ?? '';
+    let record = this.records.get(host);
+    if (record === undefined) record = this.recordOf(host);
+    // The path straight into its area, then one core call: the target index (the results are here).
+    const t = routePath(this.base + CTX_AT, record, this.base + PATH_AT, this.writePath(req.path)) >>> 0;
+    if (t === ROUTE_ERROR) throw new RouterError('core could not route: no section attached or scratch outside memory');
+    return t;
+  }
+
+  /** The core's record for a Host header (sp_route_host), remembered for this section. */
+  private recordOf(host: string): number {
+    const routeHost = this.routeHost as NonNullable<RouteExports['sp_route_host']>;
+    const r = routeHost(this.base + CTX_AT, this.base + HOST_AT, this.writeHost(host)) >>> 0;
+    if (r === ROUTE_ERROR) throw new RouterError('core could not route: no section attached or scratch outside memory');
+    if (this.records.size >= HOST_CACHE) this.records.clear();
+    this.records.set(host, r);
+    return r;
+  }
+
+  /**
+   * Writes the Host header's bytes as far as the core reads them: at most MAX_HOST + 2 (the core reads no
+   * more, and stops at the ':' itself). ASCII a character at a time, else UTF-8 through encodeInto. Returns
+   * the length. Only for a Host header the router has not seen (recordOf).
+   */
+  private writeHost(host: string): number {
+    const v = this.hostView;
+    const n = host.length < HOST_READ ? host.length : HOST_READ;
+    for (let i = 0; i < n; i++) {
+      const c = host.charCodeAt(i);
+      if (c > 0x7f) return this.writeHostUtf8(host);
+      v[i] = c;
+    }
+    return n;
+  }
+
+  private writeHostUtf8(host: string): number {
+    const h = encoder.encodeInto(host, this.hostView);
+    return h.read === host.length ? h.written : this.writeLongHost(host);
+  }
+
+  /**
+   * Writes the request path without '?query' ('' as '/'), ASCII cut to maxPath + 1 bytes (no key is
+   * longer than maxPath, so the core decides the same; ingress.h), a character at a time (measured faster
+   * than four to a 32-bit store, and than encodeInto, for these short strings). A '?' or a character
+   * beyond ASCII: writePathSlow. Returns the length.
+   */
+  private writePath(path: string): number {
+    const v = this.pathView;
+    const len = path.length;
+    const n = len < this.pathLimit ? len : this.pathLimit;
+    for (let i = 0; i < n; i++) {
+      const c = path.charCodeAt(i);
+      if (c === 0x3f || c > 0x7f) return this.writePathSlow(path);
+      v[i] = c;
+    }
+    if (n === 0) {
+      v[0] = 0x2f;
+      return 1;
+    }
+    return n;
+  }
+
+  /** writePath for a path with '?query' or not ASCII. */
+  private writePathSlow(path: string): number {
+    const p = requestPath(path);
+    const v = this.pathView;
+    const n = p.length < this.pathLimit ? p.length : this.pathLimit;
+    for (let i = 0; i < n; i++) {
+      const c = p.charCodeAt(i);
+      if (c > 0x7f) return encoder.encodeInto(p, v).written;
+      v[i] = c;
+    }
+    return n;
+  }
+
+  /** The same through sp_route and its request and result structs (an engine without sp_route_text). */
+  private runStruct(req: RouteRequest): number {
     const host = req.host ?? '';
     let path = req.path;
     if (path === '' || path.indexOf('?') >= 0) path = requestPath(path);

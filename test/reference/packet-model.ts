@@ -700,7 +700,10 @@ export class ReferencePacketPath {
 
     const fe = this.frontendAt(listed.frontendSlot);
     res.revnat = fe.revnat;
-    if (listed.verdict !== V_FORWARD) {
+    // Steps 1-3 gave a list to select from when the model got as far as a non-empty list: a later failure
+    // (a Maglev entry out of range: R_BAD_IMAGE) is select_backend's, which an established flow never reaches.
+    const listOk = listed.listInfo !== undefined && listed.listInfo.size > 0;
+    if (!listOk) {
       if (listed.verdict === V_REJECT) {
         res.reply = this.reject(b, p);
         return set(PV_REJECT, PR.NO_ENDPOINTS);

@@ -387,6 +387,8 @@ interface Step {
   /** The batch is the operations' packets built this many times over (big batches: the driver splits
    * those of more than 256 packets into several core calls). */
   repeat: number;
+  /** A conntrack timeout changed before the batch (live entries keep their expiry; the next packet uses it). */
+  timeout: { which: keyof typeof TIMEOUTS; seconds: number } | undefined;
 }
 
 interface Scenario {
@@ -410,6 +412,16 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
       dt: fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 4 }) }, { weight: 2, arbitrary: fc.integer({ min: 5, max: 30 }) }),
       ops: fc.array(opArb, { minLength: 6, maxLength: 48 }),
       repeat: fc.oneof({ weight: 12, arbitrary: fc.constant(1) }, { weight: 1, arbitrary: fc.integer({ min: 8, max: 30 }) }),
+      timeout: fc.oneof(
+        { weight: 8, arbitrary: fc.constant(undefined) },
+        {
+          weight: 1,
+          arbitrary: fc.record({
+            which: fc.constantFrom<keyof typeof TIMEOUTS>('tcpSyn', 'tcpEstablished', 'tcpClosing', 'udp', 'sctp', 'fragment'),
+            seconds: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.constant(0xffffffff)),
+          }),
+        },
+      ),
     }),
     { minLength: 2, maxLength: 6 },
   ),
@@ -943,6 +955,11 @@ async function playAgainstModel(sc: Scenario): Promise<string | undefined> {
       model.load(dp.tables.bytes);
     }
     now = Math.min(0xffffffff, now + step.dt);
+    if (step.timeout) {
+      dp.packets.setTimeouts({ [step.timeout.which]: step.timeout.seconds });
+      model.setTimeout(TIMEOUTS[step.timeout.which], step.timeout.seconds);
+      bump('change:timeout');
+    }
     const fes = frontendsOf(dp);
     const packets = Array.from({ length: step.repeat }, () => step.ops.flatMap((op) => build(op, st, fes))).flat();
     if (packets.length > 256) bump('batch:split');
@@ -1273,6 +1290,7 @@ describe('packet path: native vs wasm', () => {
         let now = sc.start;
         for (const [i, step] of sc.steps.entries()) {
           if (i > 0 && step.mutations.length > 0) mutate([w, n], services, slices, step.mutations);
+          if (step.timeout) for (const dp of [w, n]) dp.packets.setTimeouts({ [step.timeout.which]: step.timeout.seconds });
           now = Math.min(0xffffffff, now + step.dt);
           const fes = frontendsOf(w);
           const packets = Array.from({ length: step.repeat }, () => step.ops.flatMap((op) => build(op, st, fes))).flat();

@@ -1305,7 +1305,7 @@ describe('packet path: native vs wasm', () => {
         }
         expect(n.packets.conntrack(now)).toEqual(w.packets.conntrack(now));
       }),
-      { numRuns: runs(40), interruptAfterTimeLimit: ASSERT_LIMIT },
+      { numRuns: runs(100), interruptAfterTimeLimit: ASSERT_LIMIT },
     );
     expect(packetsSeen).toBeGreaterThan(500);
   }, TIMEOUT);

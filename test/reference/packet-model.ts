@@ -1,9 +1,17 @@
 // A reference implementation of the core's packet path (wasm/packet.c sp_process_batch), in plain
 // TypeScript, over the same image bytes. Selection (frontend lookup, source ranges, list, affinity,
-// Maglev) is the selection reference model's (test/reference/model.ts), read over the image; the service
-// and list details the packet path needs besides (family, backends of the list a flow uses, rev-NAT
-// index) come from src/compile/view.ts. Everything else is written here from the rules in wasm/packet.h
-// and the RFCs: its own parser, its own conntrack table, its own rewriting and checksums.
+// Maglev) is the selection reference model's (test/reference/model.ts), read over the image: one instance
+// decides new flows (its affinity state is the flows'), another only answers which frontend and list a
+// packet uses (steps 1-3, no side effects that matter). The few service-block fields the packet path reads
+// besides (family, the backends of the list used, the keep list of terminating endpoints, the rev-NAT
+// index) are read from the bytes with the src/compile/layout.ts offsets, checked as the core checks them.
+// Everything else is written here from the rules in wasm/packet.h and the RFCs: its own parser, its own
+// conntrack table, its own rewriting and checksums, its own ICMP rejects.
+//
+// Rules followed (wasm/packet.c as of 33a5a8b): IPv6 packets with IPv4-mapped addresses are malformed;
+// IPv6 fragments are keyed without the protocol (RFC 8200 4.5); fragmented SCTP is dropped both ways;
+// time 2^32-1 counts as 2^32-2; fragment tracking never takes the slot of its flow's own entry; a flow
+// whose backend left its list keeps it when it is in the service's keep list (terminating endpoints).
 //
 // Checksums: where the packet holds everything a checksum covers (IPv4 headers, whole TCP/UDP segments,
 // ICMP messages) they are recomputed from scratch. For an incoming packet whose checksum was right, that

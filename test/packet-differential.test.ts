@@ -1218,10 +1218,9 @@ describe('packet path: rules checked directly', () => {
   });
 
   // PR_BAD_IMAGE covers "a family mismatch": an IPv4 service's backend must be an IPv4-mapped address
-  // (::ffff:a.b.c.d). The core checks only its third word (0000ffff) and forwards to the last 4 bytes, so a
-  // backend 0200::ffff:10.244.1.1 (first byte corrupted) is used as 10.244.1.1, and the reply entry then
-  // keys on 0200::ffff:10.244.1.1, which no IPv4 reply can match. By the rules: dropped as PR_BAD_IMAGE.
-  it.fails('a backend address that is no IPv4-mapped address in an IPv4 service is a bad image [packet.c bug: only bytes 8-11 are checked]', async () => {
+  // (::ffff:a.b.c.d), all 12 leading bytes of it: a backend 0200::ffff:10.244.1.1 (first byte corrupted)
+  // must not be used as 10.244.1.1 (its reply entry could never match an IPv4 reply).
+  it('a backend address that is no IPv4-mapped address in an IPv4 service is a bad image', async () => {
     const sc: Scenario = {
       services: [{ type: 'ClusterIP', stack: 'v4', ports: [{ protocol: 'TCP', port: 80 }], affinity: undefined, itpLocal: false, etpLocal: false, sourceRanges: [] }],
       slices: [{ svc: 0, v6: false, count: 1, offset: 0, terminating: 0, remote: false }],

@@ -677,7 +677,7 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
     select_backend(ctx, v, svc, l, &f, &r, now);
     if (r.verdict != V_FORWARD) return set_verdict(d, PV_DROP, PR_BAD_IMAGE);
     const struct sp_backend *be = (const struct sp_backend *)(v->base + r.backend);
-    if (!(svc->flags & SVC_F_IPV6) != !p->v6 || (!p->v6 && ld32(be->addr + 8) != 0xffff0000u))
+    if (!(svc->flags & SVC_F_IPV6) != !p->v6 || is_v4_mapped(be->addr) == p->v6) /* family mismatch */
       return set_verdict(d, PV_DROP, PR_BAD_IMAGE);
     if (!e) {
       e = ct_claim(pc, &k, now, SP_NONE, &fi);

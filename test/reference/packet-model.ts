@@ -767,8 +767,8 @@ export class ReferencePacketPath {
       // As the core checks it: only the 0000ffff word (bytes 8-11) of an IPv4 backend. A backend with other
       // bytes set before it is forwarded to by its last 4 bytes (a corrupted image; test 'a backend address
       // that is no IPv4-mapped address ...' in test/packet-differential.test.ts holds the rule).
-      const v4mapped = be.addr[8] === 0 && be.addr[9] === 0 && be.addr[10] === 0xff && be.addr[11] === 0xff;
-      if (svc.v6 !== p.v6 || (!p.v6 && !v4mapped)) return set(PV_DROP, PR.BAD_IMAGE);
+      const v4mapped = be.addr.subarray(0, 10).every((x) => x === 0) && be.addr[10] === 0xff && be.addr[11] === 0xff;
+      if (svc.v6 !== p.v6 || v4mapped === p.v6) return set(PV_DROP, PR.BAD_IMAGE);
       if (!hit) {
         hit = this.ct.claim(key, now, SP_NONE);
         reason = sel.reason === R_AFFINITY ? PR.NEW_AFFINITY : PR.NEW;

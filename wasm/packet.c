@@ -62,7 +62,7 @@ static inline u32 fold(u64 s) {
  * enclosing checksum (an ICMP error's, over a quoted header). */
 static inline u64 csum_apply(u8 *field, u64 acc) {
   u32 old = ~ld16n(field) & 0xffffu;
-  u32 now = ~fold(old + (u64)fold(acc)) & 0xffffu;
+  u32 now = ~fold(old + acc) & 0xffffu; /* acc < 2^40: no overflow */
   st16n(field, now);
   return (u64)old + now;
 }
@@ -323,6 +323,11 @@ static inline u64 ld64(const u8 *p) {
   return v;
 }
 
+/* The key's ports, protocol and type as the entry stores them (bytes 32..37, little-endian). */
+static inline u64 ct_tag(const struct ct_key *k) {
+  return (u64)k->aport | (u64)k->bport << 16 | (u64)k->proto << 32 | (u64)k->type << 40;
+}
+
 /* Multiply-xorshift over the key's five 64-bit words, keyed by the per-instance seed (a table of
  * attacker-chosen flows cannot be aimed at one bucket without knowing it). */
 static inline u64 ct_mix(u64 h, u64 w) {
@@ -336,15 +341,18 @@ static inline u32 ct_hash(const struct sp_pctx *pc, const struct ct_key *k) {
   h = ct_mix(h, ld64(k->a + 8));
   h = ct_mix(h, ld64(k->b));
   h = ct_mix(h, ld64(k->b + 8));
-  h = ct_mix(h, (u64)k->aport | (u64)k->bport << 16 | (u64)k->proto << 32 | (u64)k->type << 40);
+  h = ct_mix(h, ct_tag(k));
   h *= 0xbf58476d1ce4e5b9ull;
   return (u32)(h >> 32);
 }
 
-static inline int ct_match(const struct sp_ct *e, const struct ct_key *k) {
-  return e->type == k->type && e->aport == k->aport && e->bport == k->bport && e->proto == k->proto &&
-         addr_eq(e->a, k->a) && addr_eq(e->b, k->b);
+static inline int ct_match_tag(const struct sp_ct *e, const struct ct_key *k, u64 tag) {
+  const u8 *b = (const u8 *)e;
+  return (ld64(b + 32) & 0xffffffffffffull) == tag && ld64(b) == ld64(k->a) && ld64(b + 8) == ld64(k->a + 8) &&
+         ld64(b + 16) == ld64(k->b) && ld64(b + 24) == ld64(k->b + 8);
 }
+
+static inline int ct_match(const struct sp_ct *e, const struct ct_key *k) { return ct_match_tag(e, k, ct_tag(k)); }
 
 /* The other entry of a flow, when it still points back at `e` (it may have been evicted and reused). */
 static struct sp_ct *ct_peer(const struct sp_pctx *pc, const struct sp_ct *e, u32 index) {
@@ -368,10 +376,11 @@ static inline int ct_live(const struct sp_pctx *pc, const struct sp_ct *e, u32 i
 
 static struct sp_ct *ct_find(const struct sp_pctx *pc, const struct ct_key *k, u32 now, u32 *index) {
   u32 home = ct_hash(pc, k);
+  u64 tag = ct_tag(k);
   for (u32 i = 0; i < CT_PROBE; i++) {
     u32 at = (home + i) & pc->ct_mask;
     struct sp_ct *e = ct_at(pc, at);
-    if (ct_match(e, k)) {
+    if (ct_match_tag(e, k, tag)) {
       if (!ct_live(pc, e, at, now)) return 0;
       *index = at;
       return e;
@@ -606,14 +615,12 @@ static inline int tcp_port_reuse(const struct sp_ct *e, const struct pkt *p) {
 /* DNAT of a packet of forward entry `e` towards its backend, then the entry's state and expiry. */
 static void forward_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, struct sp_ct *e, u32 fi, u32 reason,
                         u32 now) {
-  u8 orig_dst[16];
-  __builtin_memcpy(orig_dst, p->dst, 16);
   rewrite(p, 1, e->nat, e->nat_port, p->total - p->l4);
   ct_touch(pc, e, p, 1, now);
   d->revnat = e->revnat;
   d->ct = fi;
   set_verdict(d, PV_FORWARD, reason);
-  if (p->frag == 1) frag_track(pc, p, p->src, orig_dst, 0, e->nat, fi, now);
+  if (p->frag == 1) frag_track(pc, p, p->src, p->dst, 0, e->nat, fi, now); /* p->dst: still as received */
 }
 
 /* TCP, UDP or SCTP. `gen` is the image generation this batch runs at. */
@@ -647,14 +654,12 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
     struct sp_ct *fwd = re ? ct_peer(pc, re, ri) : 0;
     if (!fwd) return set_verdict(d, PV_PASS, PR_NOT_SERVICE);
     if (p->proto == IPPROTO_SCTP && p->frag) return set_verdict(d, PV_DROP, PR_FRAGMENT_SCTP);
-    u8 orig_src[16];
-    __builtin_memcpy(orig_src, p->src, 16);
     rewrite(p, 0, re->nat, re->nat_port, p->total - p->l4);
     ct_touch(pc, fwd, p, 0, now);
     d->revnat = re->revnat;
     d->ct = re->peer;
     set_verdict(d, PV_REVERSE, PR_REVERSE);
-    if (p->frag == 1) frag_track(pc, p, orig_src, p->dst, 1, re->nat, ri, now);
+    if (p->frag == 1) frag_track(pc, p, p->src, p->dst, 1, re->nat, ri, now);
     return;
   }
 

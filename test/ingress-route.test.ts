@@ -372,3 +372,19 @@ describe('merging several Ingresses', () => {
     expect(r.notes.some((n) => n.object === 'Ingress shop/b' && n.message.includes('serves only this Ingress'))).toBe(true);
   });
 });
+
+describe('the router remembers Host headers per section', () => {
+  it('another section attached: the same Host header strings route by the new rules', () => {
+    const a = routing([ingress('a', { rules: [rule('a.com', path('/', 'Prefix', 'one')), rule('*.b.com', path('/', 'Prefix', 'wild'))] })]);
+    const b = routing([ingress('b', { rules: [rule('a.com', path('/', 'Prefix', 'two')), rule('x.b.com', path('/', 'Prefix', 'exact'))] })]);
+    const hosts = ['a.com', 'A.com:80', 'x.b.com', 'y.b.com', '', 'nope.com'];
+    const where = (): string[] => hosts.map((h) => a.wasm.router.route({ host: h, path: '/p' }).service?.split('/')[1] ?? '404');
+    expect(where()).toEqual(['one', 'one', 'wild', 'wild', '404', '404']);
+    a.wasm.load(b.bytes);
+    expect(where()).toEqual(['two', 'two', 'exact', '404', '404', '404']);
+    a.wasm.router.detach();
+    expect(() => a.wasm.router.route({ host: 'a.com', path: '/' })).toThrow(/no routes section/);
+    a.wasm.load(a.bytes);
+    expect(where()).toEqual(['one', 'one', 'wild', 'wild', '404', '404']);
+  });
+});

@@ -35,6 +35,11 @@
  * wins, also on equal length), then the candidates longest first: the first hit wins, and only it
  * compares key bytes. No hit: the record's default target, else 404. Paths are compared as bytes,
  * case-sensitively.
+ *
+ * Two ways in: sp_route (request and result structs, everything about the decision: trace, tests, tools)
+ * and the pair sp_route_host + sp_route_path (offsets and lengths in arguments, indices back, no target
+ * read), which is what route() calls: the record depends only on the Host bytes and the section, so the
+ * host remembers it per Host header and per request makes only the sp_route_path call.
  */
 #ifndef SVCPLANE_INGRESS_H
 #define SVCPLANE_INGRESS_H

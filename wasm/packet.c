@@ -311,6 +311,9 @@ static u64 rewrite(struct pkt *p, int dst, const u8 *addr16, u32 port, u32 l4_av
 struct ct_key {
   const u8 *a, *b;
   u32 aport, bport, proto, type;
+  u32 home, hashed;           /* the key's hash, computed once (a miss is often followed by a claim) */
+  u32 searched, stale;        /* set by a ct_find miss: the window holds no live entry of the key, and its
+                               * expired one, if any, is at `stale` (SP_NONE: none) */
 };
 
 static inline struct sp_ct *ct_at(const struct sp_pctx *pc, u32 i) {
@@ -352,7 +355,6 @@ static inline int ct_match_tag(const struct sp_ct *e, const struct ct_key *k, u6
          ld64(b + 16) == ld64(k->b) && ld64(b + 24) == ld64(k->b + 8);
 }
 
-static inline int ct_match(const struct sp_ct *e, const struct ct_key *k) { return ct_match_tag(e, k, ct_tag(k)); }
 
 /* The other entry of a flow, when it still points back at `e` (it may have been evicted and reused). */
 static struct sp_ct *ct_peer(const struct sp_pctx *pc, const struct sp_ct *e, u32 index) {
@@ -374,14 +376,27 @@ static inline int ct_live(const struct sp_pctx *pc, const struct sp_ct *e, u32 i
   return e->type != CT_EMPTY && now < ct_expires(pc, e, index);
 }
 
-static struct sp_ct *ct_find(const struct sp_pctx *pc, const struct ct_key *k, u32 now, u32 *index) {
-  u32 home = ct_hash(pc, k);
+static inline u32 ct_home(const struct sp_pctx *pc, struct ct_key *k) {
+  if (!k->hashed) {
+    k->home = ct_hash(pc, k);
+    k->hashed = 1;
+  }
+  return k->home;
+}
+
+static struct sp_ct *ct_find(const struct sp_pctx *pc, struct ct_key *k, u32 now, u32 *index) {
+  u32 home = ct_home(pc, k);
   u64 tag = ct_tag(k);
+  k->searched = 1;
+  k->stale = SP_NONE;
   for (u32 i = 0; i < CT_PROBE; i++) {
     u32 at = (home + i) & pc->ct_mask;
     struct sp_ct *e = ct_at(pc, at);
     if (ct_match_tag(e, k, tag)) {
-      if (!ct_live(pc, e, at, now)) return 0;
+      if (!ct_live(pc, e, at, now)) {
+        k->stale = at;
+        return 0;
+      }
       *index = at;
       return e;
     }
@@ -396,33 +411,43 @@ static void ct_kill(struct sp_pctx *pc, struct sp_ct *e, u32 index) {
 }
 
 /* A slot for key `k`: its own entry, else a free or expired one, else (the window is full) the live
- * entry closest to expiry, evicted with its peer and counted. Never the slot `avoid`. */
-static struct sp_ct *ct_claim(struct sp_pctx *pc, const struct ct_key *k, u32 now, u32 avoid, u32 *index) {
-  u32 home = ct_hash(pc, k);
-  struct sp_ct *victim = 0;
-  u32 vi = 0;
-  for (u32 i = 0; i < CT_PROBE; i++) {
+ * entry closest to expiry, evicted with its peer and counted. Never the slot `avoid`. One pass; an
+ * entry's expiry (a reply entry's is its forward entry's) is read only while no free slot is known. */
+static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32 avoid, u32 *index) {
+  u32 home = ct_home(pc, k);
+  u64 tag = ct_tag(k);
+  u32 own = SP_NONE, free_at = SP_NONE, old_at = SP_NONE, old_exp = 0xffffffffu;
+  /* After a ct_find miss the key's own entry is known (expired, or absent): the first free slot wins. */
+  if (k->searched && k->stale != avoid) own = k->stale;
+  for (u32 i = 0; i < CT_PROBE && own == SP_NONE; i++) {
     u32 at = (home + i) & pc->ct_mask;
     if (at == avoid) continue;
     struct sp_ct *e = ct_at(pc, at);
-    if (e->type != CT_EMPTY && ct_match(e, k)) {
-      victim = e;
-      vi = at;
+    if (e->type == CT_EMPTY) {
+      if (free_at == SP_NONE) free_at = at;
+      if (k->searched) break;
+      continue;
+    }
+    if (!k->searched && ct_match_tag(e, k, tag)) {
+      own = at;
       break;
     }
-    if (victim && !ct_live(pc, victim, vi, now)) continue;
-    if (!victim || !ct_live(pc, e, at, now) || ct_expires(pc, e, at) < ct_expires(pc, victim, vi)) {
-      victim = e;
-      vi = at;
+    if (free_at != SP_NONE) continue; /* only the key's own entry could still beat a free slot */
+    u32 exp = ct_expires(pc, e, at);
+    if (exp <= now) {
+      free_at = at;
+      if (k->searched) break;
+    }
+    else if (old_at == SP_NONE || exp < old_exp) {
+      old_at = at;
+      old_exp = exp;
     }
   }
-  if (!victim) return 0; /* only with a table of a single slot */
-  if (ct_live(pc, victim, vi, now)) {
-    if (!ct_match(victim, k)) pc->counters[C_CT_EVICTED]++;
-    ct_kill(pc, victim, vi);
-  } else if (victim->type != CT_EMPTY) {
-    ct_kill(pc, victim, vi);
-  }
+  u32 vi = own != SP_NONE ? own : free_at != SP_NONE ? free_at : old_at;
+  if (vi == SP_NONE) return 0; /* only when the table is smaller than the window */
+  struct sp_ct *victim = ct_at(pc, vi);
+  if (vi == old_at && own == SP_NONE && free_at == SP_NONE) pc->counters[C_CT_EVICTED]++;
+  if (victim->type != CT_EMPTY) ct_kill(pc, victim, vi);
   __builtin_memcpy(victim->a, k->a, 16);
   __builtin_memcpy(victim->b, k->b, 16);
   victim->aport = (u16)k->aport;
@@ -475,7 +500,7 @@ static inline u32 frag_proto(const struct pkt *p) { return p->v6 ? 0 : p->proto;
  * ports): keyed by the addresses they will arrive with, the IP identification and the protocol. */
 static void frag_track(struct sp_pctx *pc, const struct pkt *p, const u8 *src16, const u8 *dst16, int rewrite_src,
                        const u8 *nat16, u32 flow_entry, u32 now) {
-  struct ct_key k = {src16, dst16, p->frag_id >> 16, p->frag_id & 0xffffu, frag_proto(p), CT_FRAGMENT};
+  struct ct_key k = {src16, dst16, p->frag_id >> 16, p->frag_id & 0xffffu, frag_proto(p), CT_FRAGMENT, 0, 0, 0, 0};
   u32 idx;
   struct sp_ct *e = ct_claim(pc, &k, now, flow_entry, &idx); /* never the flow's own entry */
   if (!e) return;
@@ -554,7 +579,7 @@ static void write_reject(struct sp_pctx *pc, struct sp_pkt *d, const struct pkt 
 
 /* A later fragment: translated like its first fragment, if that one was seen. */
 static void later_fragment(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32 now) {
-  struct ct_key k = {p->src, p->dst, p->frag_id >> 16, p->frag_id & 0xffffu, frag_proto(p), CT_FRAGMENT};
+  struct ct_key k = {p->src, p->dst, p->frag_id >> 16, p->frag_id & 0xffffu, frag_proto(p), CT_FRAGMENT, 0, 0, 0, 0};
   u32 idx;
   struct sp_ct *e = ct_find(pc, &k, now, &idx);
   if (!e) return set_verdict(d, PV_PASS, PR_FRAGMENT_UNTRACKED);
@@ -593,9 +618,9 @@ static int kept(struct view *v, const struct sp_service *svc, const struct sp_ct
 
 /* Creates (or re-points) the reply entry of forward entry `fwd`: backend -> client, naming the frontend. */
 static void ct_link_reply(struct sp_pctx *pc, struct sp_ct *fwd, u32 fwd_index, u32 now) {
-  struct sp_ct *old = ct_peer(pc, fwd, fwd_index);
+  struct sp_ct *old = fwd->peer == SP_NONE ? 0 : ct_peer(pc, fwd, fwd_index); /* none for a new flow */
   if (old) old->type = CT_EMPTY;
-  struct ct_key k = {fwd->nat, fwd->a, fwd->nat_port, fwd->aport, fwd->proto, CT_REPLY};
+  struct ct_key k = {fwd->nat, fwd->a, fwd->nat_port, fwd->aport, fwd->proto, CT_REPLY, 0, 0, 0, 0};
   u32 ri;
   struct sp_ct *r = ct_claim(pc, &k, now, fwd_index, &ri);
   fwd->peer = ri;
@@ -629,7 +654,7 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
   /* Fast path, as Cilium's: a flow whose backend was found in its list at this very generation of the
    * tables (nothing was published since) keeps it with no other lookup: blocks are immutable and every
    * publication bumps the generation. */
-  struct ct_key k = {p->src, p->dst, p->sport, p->dport, p->proto, CT_FORWARD};
+  struct ct_key k = {p->src, p->dst, p->sport, p->dport, p->proto, CT_FORWARD, 0, 0, 0, 0};
   u32 fi;
   struct sp_ct *e = ct_find(pc, &k, now, &fi);
   if (e && e->gen == gen && !tcp_port_reuse(e, p) && !(p->proto == IPPROTO_SCTP && p->frag))
@@ -648,7 +673,7 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
   const struct sp_list *l = select_list(v, &f, &r, &fe, &svc);
 
   if (r.frontend == SP_NONE) { /* not a frontend: a reply of a tracked flow, or nothing of ours */
-    struct ct_key rk = {p->src, p->dst, p->sport, p->dport, p->proto, CT_REPLY};
+    struct ct_key rk = {p->src, p->dst, p->sport, p->dport, p->proto, CT_REPLY, 0, 0, 0, 0};
     u32 ri;
     struct sp_ct *re = ct_find(pc, &rk, now, &ri);
     struct sp_ct *fwd = re ? ct_peer(pc, re, ri) : 0;
@@ -723,7 +748,7 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
   u32 in_avail = in.total - in.l4;
 
   /* The quoted packet went client -> backend (we DNATed it): the error goes back to the client. */
-  struct ct_key rk = {in.dst, in.src, in.dport, in.sport, in.proto, CT_REPLY};
+  struct ct_key rk = {in.dst, in.src, in.dport, in.sport, in.proto, CT_REPLY, 0, 0, 0, 0};
   u32 idx;
   struct sp_ct *e = ct_find(pc, &rk, now, &idx);
   if (e && ct_peer(pc, e, idx)) {
@@ -739,7 +764,7 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
     return set_verdict(d, PV_REVERSE, PR_ICMP_REVERSE);
   }
   /* The quoted packet went frontend -> client (a reverse-NATed reply): the error goes on to the backend. */
-  struct ct_key fk = {in.dst, in.src, in.dport, in.sport, in.proto, CT_FORWARD};
+  struct ct_key fk = {in.dst, in.src, in.dport, in.sport, in.proto, CT_FORWARD, 0, 0, 0, 0};
   e = ct_find(pc, &fk, now, &idx);
   if (e) {
     u64 acc = rewrite(&in, 0, e->nat, e->nat_port, in_avail);

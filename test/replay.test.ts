@@ -144,7 +144,7 @@ async function capture(): Promise<void> {
   await new Promise<void>((res) => probe.bind(0, '127.0.0.1', res));
   const probePort = probe.address().port + 1;
   const filter = `host ${VIP} and (tcp port ${tcpPort} or udp port ${udpPort} or udp port ${probePort})`;
-  const dump = spawn('tcpdump', ['-i', 'lo', '-U', '--immediate-mode', '-n', '-w', capturePath, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const dump = spawn('tcpdump', ['-i', 'lo', '-U', '--immediate-mode', '-B', '32768', '-n', '-w', capturePath, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   let exited = false;
   dump.on('exit', () => (exited = true));
   const started = Date.now();
@@ -255,7 +255,11 @@ describe.skipIf(!tools)('replay of a real loopback capture', () => {
     });
     const ct = dp.packets.conntrack(forward.summary.lastTime);
     expect(ct).toHaveLength(CONNECTIONS + 1);
-    expect(ct.filter((e) => e.protocol === 'TCP').every((e) => e.state === 'closing')).toBe(true); // FINs were seen
+    // TCP state as the packets replayed say: the backends' replies (ACKs) make a flow established, a FIN
+    // or RST from the client makes it closing (a loaded machine may lose a packet from the capture).
+    const closed = new Set(clientSide.map((r) => parse4(r.ip as Uint8Array)).filter((p) => p.proto === 6 && (p.flags & 0x05) !== 0).map((p) => p.sport));
+    expect(closed.size).toBeGreaterThan(0);
+    for (const e of ct.filter((x) => x.protocol === 'TCP')) expect(e.state).toBe(closed.has(e.client.port) ? 'closing' : 'established');
   });
 
   it('dump ... conntrack lists the flows a replay leaves', async () => {

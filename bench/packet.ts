@@ -107,8 +107,8 @@ interface Case {
   run: () => void;
 }
 
-const ROUNDS = 40;
-const BATCHES_PER_ROUND = 40;
+const ROUNDS = 20;
+const BATCHES_PER_ROUND = 200;
 
 /** The core-side cases of one engine, each checked before it is timed. */
 function engineCases(dp: BenchDataplane, cluster: SyntheticCluster, established: Pool, fresh: Pool, start: number): Case[] {

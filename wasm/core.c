@@ -182,6 +182,7 @@ u32 EXPORT(sp_select_batch)(u32 ctx_off, u32 flows, u32 results, u32 count, u32 
   const struct sp_ctx *ctx = (const struct sp_ctx *)mem_at(ctx_off);
   const struct sp_flow *f = (const struct sp_flow *)mem_at(flows);
   struct sp_result *r = (struct sp_result *)mem_at(results);
+  if (now == 0xffffffffu) now = 0xfffffffeu; /* affinity expiries saturate at the last second: keep one after now */
   if (ctx->image != 0 && ctx->reader < SP_MAX_READERS && in_memory(ctx->image, sizeof(struct sp_header))) {
     struct sp_header *h = (struct sp_header *)mem_at(ctx->image);
     store_release(&h->readers[ctx->reader], load_acquire(&h->epoch) | 1u); /* never 0 while reading */

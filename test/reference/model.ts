@@ -414,7 +414,7 @@ export class ReferenceSelector {
 
   /** One flow's decision at time `now` (u32 seconds); updates affinity state as the core does. */
   select(flow: ReferenceFlow, now: number): ReferenceResult {
-    const t = now >>> 0;
+    const t = Math.min(now >>> 0, 0xfffffffe); // the core clamps: expiries saturate at 0xffffffff
     const src = toAddr(flow.src);
     const dst = toAddr(flow.dst);
     const proto = toProto(flow.protocol);

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { liveCaptureSupport } from './helpers/capture.js';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
@@ -795,11 +796,9 @@ describe('committed real captures (tcpdump, editcap, mergecap output)', () => {
 });
 
 // Live captures need tcpdump and tshark (apt-get install tcpdump tshark) and root for capturing.
-const which = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
-const missing = ['tcpdump', 'tshark', 'editcap', 'mergecap'].filter((t) => !which(t));
-const isRoot = process.getuid?.() === 0;
-const skipLive = missing.length > 0 || !isRoot;
-const skipReason = missing.length > 0 ? `missing ${missing.join(', ')}` : 'not root, cannot capture';
+const support = liveCaptureSupport(['tcpdump', 'tshark', 'editcap', 'mergecap']);
+const skipLive = !support.ok;
+const skipReason = support.reason;
 if (skipLive) console.log(`pcap.test.ts: SKIPPING live tcpdump/tshark captures: ${skipReason}`);
 
 const tmp = mkdtempSync(join(tmpdir(), 'svcplane-pcap-'));

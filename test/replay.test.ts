@@ -13,15 +13,15 @@ import { join } from 'node:path';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { liveCaptureSupport } from './helpers/capture.js';
 import { runCli } from '../src/cli/main.js';
 import { createDataplane, loadManifests, readManifestPaths } from '../src/index.js';
 import { readCapture, writePcap, type CaptureRecord } from '../src/packet/pcap.js';
 import { replayCapture } from '../src/packet/replay.js';
 
-const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const isRoot = process.getuid?.() === 0;
-const tools = has('tcpdump') && has('tshark') && isRoot;
-if (!tools) console.warn('replay.test.ts: skipping the real-capture tests: they need root, tcpdump and tshark (.ci/run installs them)');
+const support = liveCaptureSupport();
+const tools = support.ok;
+if (!tools) console.warn(`replay.test.ts: SKIPPING the real-capture tests: ${support.reason}`);
 
 const VIP = '127.0.0.10';
 const BACKENDS = ['10.244.1.21', '10.244.2.22', '10.244.3.23'];

@@ -1028,6 +1028,20 @@ describe('conntrack', () => {
     expect(vr(nextPacket(dp, sport, NOW + 2).o)).toEqual(['forward', 'forward_reselected']);
   });
 
+  // The same with nothing else to take new flows: the only endpoint is terminating and no longer serving
+  // (no fallback list), so new connections are rejected while the established one goes on.
+  it('with its only endpoint terminating and not serving, an established flow keeps it; new flows are rejected', async () => {
+    const only = [V4_BACKENDS[0] as string];
+    const dp = await plane(v4Only(only));
+    const sport = 30560;
+    const be = handshake(dp, sport);
+    const gone = terminating(be.address, 'node-b', { conditions: { ready: false, serving: false, terminating: true } });
+    expect(dp.apply([clusterIP('web', WEB, { ports: SVC_PORTS }), slice('web-v4', 'web', [gone], { ports: SLICE_PORTS })])).toEqual([]);
+    const { o, to } = nextPacket(dp, sport, NOW + 1);
+    expect([...vr(o), to]).toEqual(['forward', 'forward_established', `${be.address}:${be.port}`]);
+    expect(vr(run(dp, packet('TCP', CLIENT, sport + 1, WEB, 80), NOW + 1))).toEqual(['reject', 'reject_no_endpoints']);
+  });
+
   it('a new SYN reusing the client port of a closing flow (FIN or RST seen) is reselected; a retransmitted SYN is not', async () => {
     const dp = await plane(v4Only(V4_BACKENDS));
     const a = 30600;

@@ -690,6 +690,12 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
 
   d->revnat = fe->revnat;
   if (!l) {
+    /* No endpoint takes new flows; a flow established to a terminating endpoint keeps it all the same. */
+    if (e && (r.reason == R_NO_ENDPOINTS || r.reason == R_NO_LOCAL_ENDPOINTS) && !tcp_port_reuse(e, p) &&
+        !(p->proto == IPPROTO_SCTP && p->frag) && kept(v, svc, e)) {
+      e->gen = gen;
+      return forward_nat(pc, d, p, e, fi, PR_ESTABLISHED, now);
+    }
     if (r.verdict == V_REJECT) {
       write_reject(pc, d, p);
       return set_verdict(d, PV_REJECT, PR_NO_ENDPOINTS);

@@ -682,7 +682,15 @@ export class ReferencePacketPath {
     return { v6: (this.u32(at + SERVICE.flags) & SVC_F_IPV6) !== 0, list: listAt(position), keep };
   }
 
-  private backendAt(off: number): Backend {
+  private inKeep(keep: { beOff: number; beCount: number }, e: Entry): boolean {
+    for (let i = 0; i < keep.beCount; i++) {
+      const be = this.backendAt(keep.beOff + i * 24);
+      if (be.port === e.natPort && sameAddr(be.addr, e.nat)) return true;
+    }
+    return false;
+  }
+
+    private backendAt(off: number): Backend {
     return { addr: this.image.slice(off, off + 16), port: (this.image[off + 16] as number) | ((this.image[off + 17] as number) << 8) };
   }
 
@@ -711,7 +719,24 @@ export class ReferencePacketPath {
     // Steps 1-3 gave a list to select from when the model got as far as a non-empty list: a later failure
     // (a Maglev entry out of range: R_BAD_IMAGE) is select_backend's, which an established flow never reaches.
     const listOk = listed.listInfo !== undefined && listed.listInfo.size > 0;
+    const key: Key = { a: p.src, b: p.dst, aport: p.sport, bport: p.dport, proto: p.proto, type: CT_FORWARD };
+    const portReuse = (h: { e: Entry }): boolean =>
+      p.proto === P_TCP && (h.e.tcp & (CT_TCP_FIN | CT_TCP_RST)) !== 0 && ((b[p.l4 + 13] as number) & (F_SYN | F_ACK)) === F_SYN;
     if (!listOk) {
+      // No endpoint takes new flows; a flow established to a terminating endpoint (keep list) keeps it.
+      const empty = listed.verdict === V_REJECT || listed.reason === R_NO_LOCAL_ENDPOINTS;
+      if (empty && !(p.proto === P_SCTP && p.frag !== 0)) {
+        const held = this.ct.find(key, now);
+        const keep = held && !portReuse(held) ? this.block(fe.slot, 0).keep : undefined;
+        if (held && keep && this.inKeep(keep, held.e)) {
+          this.notes.kept++;
+          rewrite(b, p, true, held.e.nat, held.e.natPort, false);
+          this.touch(held.e, b, p, true, now);
+          if (p.frag === 1) this.trackFragment(p, p.src, p.dst, false, held.e.nat, held.idx, now);
+          res.revnat = held.e.revnat;
+          return set(PV_FORWARD, PR.ESTABLISHED);
+        }
+      }
       if (listed.verdict === V_REJECT) {
         res.reply = this.reject(b, p);
         return set(PV_REJECT, PR.NO_ENDPOINTS);
@@ -737,20 +762,11 @@ export class ReferencePacketPath {
     };
 
     /** A terminating endpoint in no other list keeps its established flows (the service's keep list). */
-    const kept = (e: Entry): boolean => {
-      const keep = svc.keep;
-      if (!keep) return false;
-      for (let i = 0; i < keep.beCount; i++) {
-        const be = this.backendAt(keep.beOff + i * 24);
-        if (be.port === e.natPort && sameAddr(be.addr, e.nat)) return true;
-      }
-      return false;
-    };
+    const kept = (e: Entry): boolean => svc.keep !== undefined && this.inKeep(svc.keep, e);
 
-    const key: Key = { a: p.src, b: p.dst, aport: p.sport, bport: p.dport, proto: p.proto, type: CT_FORWARD };
     let hit = this.ct.find(key, now);
     let reason: number = PR.ESTABLISHED;
-    if (hit && p.proto === P_TCP && hit.e.tcp & (CT_TCP_FIN | CT_TCP_RST) && ((b[p.l4 + 13] as number) & (F_SYN | F_ACK)) === F_SYN) {
+    if (hit && portReuse(hit)) {
       reason = PR.RESELECTED; // a new connection reusing the client port of a closing one
       this.notes.portReuse++;
     } else if (hit && !inList(hit.e)) {

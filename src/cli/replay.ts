@@ -82,12 +82,17 @@ export function formatConntrack(entries: readonly ConntrackEntry[]): string {
   return rows.map((r) => r.map((cell, c) => (c < r.length - 1 ? pad(cell, widths[c] as number) : cell)).join('').trimEnd()).join('\n') + '\n';
 }
 
-function captureError(e: unknown, values: Record<string, unknown>, io: Io): number {
-  if (e instanceof CaptureError) {
+type Replayed = Awaited<ReturnType<typeof loadAndReplay>>;
+
+/** loadAndReplay, or the exit code 1 after reporting a malformed capture. */
+async function replayOrReport(positionals: string[], values: Record<string, unknown>, io: Io): Promise<Replayed | number> {
+  try {
+    return await loadAndReplay(positionals, values, io);
+  } catch (e) {
+    if (!(e instanceof CaptureError)) throw e;
     io.stderr(`svcplane: ${String(values.pcap)}: malformed capture: ${e.message}\n`);
     return 1;
   }
-  throw e;
 }
 
 export async function runReplay(args: string[], io: Io): Promise<number> {
@@ -97,12 +102,8 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const format = outputFormat(values.output);
-  let run;
-  try {
-    run = await loadAndReplay(positionals, values, io);
-  } catch (e) {
-    return captureError(e, values, io);
-  }
+  const run = await replayOrReport(positionals, values, io);
+  if (typeof run === 'number') return run;
   const { selector, result, errors } = run;
   const counters = selector.packets.counters();
   const out = values.write as string | undefined;
@@ -122,12 +123,8 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
 /** `svcplane dump PATH...|IMAGE conntrack --pcap IN`: the conntrack table after replaying IN. */
 export async function dumpConntrack(positionals: string[], values: Record<string, unknown>, io: Io): Promise<number> {
   const format = outputFormat(values.output);
-  let run;
-  try {
-    run = await loadAndReplay(positionals, values, io);
-  } catch (e) {
-    return captureError(e, values, io);
-  }
+  const run = await replayOrReport(positionals, values, io);
+  if (typeof run === 'number') return run;
   const entries = run.selector.packets.conntrack(run.result.summary.lastTime);
   if (format === 'json') io.stdout(`${JSON.stringify({ conntrack: entries, at: run.result.summary.lastTime, errors: run.errors }, null, 2)}\n`);
   else {

@@ -589,16 +589,7 @@ static void later_fragment(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, 
 
 /* The backend a flow's entry names, if it is still in list `l`: its position is a hint, checked. */
 static u32 list_find(const struct view *v, const struct sp_list *l, struct sp_ct *e) {
-  const struct sp_backend *be = (const struct sp_backend *)(v->base + l->be_off);
-  if (e->be_index < l->be_count && be[e->be_index].port == e->nat_port && addr_eq(be[e->be_index].addr, e->nat))
-    return e->be_index;
-  for (u32 i = 0; i < l->be_count; i++) {
-    if (be[i].port == e->nat_port && addr_eq(be[i].addr, e->nat)) {
-      e->be_index = i;
-      return i;
-    }
-  }
-  return SP_NONE;
+  return backend_find((const struct sp_backend *)(v->base + l->be_off), l->be_count, e->nat, e->nat_port, &e->be_index);
 }
 
 /* Is the flow's backend among the service's terminating endpoints that keep their flows (LIST_KEEP)?
@@ -610,10 +601,8 @@ static int kept(struct view *v, const struct sp_service *svc, const struct sp_ct
   const struct sp_list *l = (const struct sp_list *)(v->base + svc->list_off) + (k - 1);
   if (l->kind != LIST_KEEP || l->be_off % 4 != 0 || !in_image(v, l->be_off, (u64)l->be_count * sizeof(struct sp_backend)))
     return 0;
-  const struct sp_backend *be = (const struct sp_backend *)(v->base + l->be_off);
-  for (u32 i = 0; i < l->be_count; i++)
-    if (be[i].port == e->nat_port && addr_eq(be[i].addr, e->nat)) return 1;
-  return 0;
+  u32 hint = 0; /* the flow's hint is its position in the selection list, not in this one */
+  return backend_find((const struct sp_backend *)(v->base + l->be_off), l->be_count, e->nat, e->nat_port, &hint) != SP_NONE;
 }
 
 /* Creates (or re-points) the reply entry of forward entry `fwd`: backend -> client, naming the frontend. */

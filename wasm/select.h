@@ -167,17 +167,21 @@ static inline u32 expiry(u32 now, u32 timeout) {
 }
 
 /* The backend an affinity entry names, if it is still in the list (its position may have moved). */
-static u32 affinity_backend(const struct view *v, struct sp_affinity *e, const struct sp_list *l) {
-  const struct sp_backend *be = (const struct sp_backend *)(v->base + l->be_off);
-  if (e->be_index < l->be_count && be[e->be_index].port == e->be_port && addr_eq(be[e->be_index].addr, e->be_addr))
-    return e->be_index;
-  for (u32 i = 0; i < l->be_count; i++) {
-    if (be[i].port == e->be_port && addr_eq(be[i].addr, e->be_addr)) {
-      e->be_index = i;
+/* The position of backend (addr, port) among `count` backends, SP_NONE when it is not there. `*hint` is
+ * where it was last seen (checked first, and updated): positions move when the list changes. */
+static inline u32 backend_find(const struct sp_backend *be, u32 count, const u8 *addr, u32 port, u32 *hint) {
+  if (*hint < count && be[*hint].port == port && addr_eq(be[*hint].addr, addr)) return *hint;
+  for (u32 i = 0; i < count; i++) {
+    if (be[i].port == port && addr_eq(be[i].addr, addr)) {
+      *hint = i;
       return i;
     }
   }
   return SP_NONE;
+}
+
+static u32 affinity_backend(const struct view *v, struct sp_affinity *e, const struct sp_list *l) {
+  return backend_find((const struct sp_backend *)(v->base + l->be_off), l->be_count, e->be_addr, e->be_port, &e->be_index);
 }
 
 /* ---- selection steps ---- */

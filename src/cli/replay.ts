@@ -7,8 +7,9 @@ import type { Selector } from '../engine/dataplane.js';
 import type { ValidationError } from '../k8s/types.js';
 import type { ConntrackEntry } from '../engine/packet.js';
 import { CaptureError, readCapture, writePcap, type Capture } from '../packet/pcap.js';
-import { formatReplaySummary, replayCapture, type ReplayResult } from '../packet/replay.js';
-import { type Io, NODE_HELP, NODE_OPTIONS, UsageError, load, outputFormat, pad, parse, printErrors } from './common.js';
+import { replayCapture, type ReplayResult, type ReplaySummary } from '../packet/replay.js';
+import { PACKET_REASONS, REASON_KEYS, type PacketVerdictName } from '../engine/packet-layout.js';
+import { type Io, NODE_HELP, NODE_OPTIONS, UsageError, load, outputFormat, parse, printErrors } from './common.js';
 
 export const REPLAY_HELP = `Usage: svcplane replay PATH...|IMAGE --pcap IN [-w OUT] [--conntrack] [node options] [-o table|json]
 
@@ -78,8 +79,7 @@ export function formatConntrack(entries: readonly ConntrackEntry[]): string {
       formatHostPort(e.backend.address, e.backend.port), e.state, `${e.expiresIn}s`, e.service ?? '',
     ]);
   }
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] as string).length)) + 2) ?? [];
-  return rows.map((r) => r.map((cell, c) => (c < r.length - 1 ? pad(cell, widths[c] as number) : cell)).join('').trimEnd()).join('\n') + '\n';
+  return table(rows).join('\n') + '\n';
 }
 
 type Replayed = Awaited<ReturnType<typeof loadAndReplay>>;
@@ -132,4 +132,43 @@ export async function dumpConntrack(positionals: string[], values: Record<string
     io.stdout(formatConntrack(entries));
   }
   return run.errors.length > 0 ? 1 : 0;
+}
+
+/** The summary as a table: verdict and reason counts, then per service. */
+export function formatReplaySummary(s: ReplaySummary, counters: Record<string, number>): string {
+  const lines: string[] = [];
+  const skipped = [s.notIp ? `${s.notIp} not IP` : '', s.truncated ? `${s.truncated} truncated by the capture's snaplen` : ''].filter(Boolean);
+  lines.push(`${s.records} records, ${s.processed} packets processed${skipped.length ? ` (${skipped.join(', ')}: written unchanged)` : ''}`);
+  lines.push('');
+  const rows: string[][] = [['VERDICT', 'REASON', 'PACKETS']];
+  REASON_KEYS.forEach((key, code) => {
+    const n = s.reasons[key];
+    if (!n) return;
+    rows.push([verdictOfKey(key), PACKET_REASONS[code] as string, String(n)]);
+  });
+  lines.push(...table(rows));
+  const services = Object.keys(s.services).sort();
+  if (services.length) {
+    lines.push('');
+    const srows: string[][] = [['SERVICE', 'FORWARD', 'REVERSE', 'REJECT', 'DROP']];
+    for (const name of services) {
+      const v = s.services[name] as Record<PacketVerdictName, number>;
+      srows.push([name || '(unnamed)', String(v.forward), String(v.reverse), String(v.reject), String(v.drop)]);
+    }
+    lines.push(...table(srows));
+  }
+  lines.push('');
+  lines.push(`conntrack: ${counters.conntrack_created ?? 0} flows created, ${counters.conntrack_evicted_table_full ?? 0} live entries evicted (table full); ` +
+    `${counters.fragments_tracked ?? 0} fragmented datagrams tracked; ${s.replies} ICMP rejects written, ${counters.reject_reply_suppressed ?? 0} suppressed`);
+  return lines.join('\n') + '\n';
+}
+
+function verdictOfKey(key: string): string {
+  return key.startsWith('forward') ? 'forward' : key.startsWith('reverse') ? 'reverse' : key.startsWith('reject') ? 'reject' : key.startsWith('drop') ? 'drop' : 'pass';
+}
+
+function table(rows: string[][]): string[] {
+  const cols = Math.max(...rows.map((r) => r.length));
+  const widths = Array.from({ length: cols }, (_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)) + 2);
+  return rows.map((r) => r.map((cell, c) => (c < cols - 1 ? cell.padEnd(widths[c] as number) : cell)).join('').trimEnd());
 }

@@ -15,7 +15,7 @@ import {
 } from '../compile/layout.js';
 import { type Core, type CoreOptions, type EngineKind, type ReaderHandle, createWasmCore } from './core.js';
 import { causeChain, createNativeCore, loadNative } from './native.js';
-import { PacketPath, type PacketOutcome } from './packet.js';
+import { PacketPath, type FrontendNamer, type PacketOutcome } from './packet.js';
 
 export type EngineName = 'auto' | 'wasm' | 'native';
 
@@ -272,10 +272,15 @@ export class Selector {
    */
   get packets(): PacketPath {
     this.packetPath ??= new PacketPath(this.core, (revnat) => {
+      // Named once per rev-NAT index and generation, as describe() names frontends: once per packet
+      // (a replay) the view and name decoding would dominate.
+      const cache = this.decodeCache();
+      if (cache.revnats.has(revnat)) return cache.revnats.get(revnat);
       const view = this.tables;
       const rn = view?.revnat(revnat);
-      if (!view || !rn) return undefined;
-      return { service: view.service(rn.slot)?.name ?? '', address: rn.address, port: rn.port, protocol: rn.protocol };
+      const named = view && rn ? { service: view.service(rn.slot)?.name ?? '', address: rn.address, port: rn.port, protocol: rn.protocol } : undefined;
+      cache.revnats.set(revnat, named);
+      return named;
     });
     return this.packetPath;
   }
@@ -317,25 +322,27 @@ export class Selector {
    * immutable while published, and every publication bumps the generation (so a reused offset is never
    * taken for the block that was there before). Decoding names per result otherwise dominates select().
    */
-  private readonly decoded = { generation: -1, frontends: new Map<number, DecodedFrontend>(), backends: new Map<number, BackendView>() };
+  private readonly decoded = {
+    generation: -1,
+    frontends: new Map<number, DecodedFrontend>(),
+    backends: new Map<number, BackendView>(),
+    revnats: new Map<number, ReturnType<FrontendNamer>>(),
+  };
 
   private decodeCache(): typeof this.decoded {
     const mem = this.core.memory;
     const at = this.core.imageBase + HEADER.generation;
     const generation = at + 4 <= mem.byteLength ? (mem[at] as number) | ((mem[at + 1] as number) << 8) | ((mem[at + 2] as number) << 16) | ((mem[at + 3] as number) << 24) : -1;
-    if (generation !== this.decoded.generation) {
-      this.decoded.generation = generation;
-      this.decoded.frontends.clear();
-      this.decoded.backends.clear();
-    }
+    if (generation !== this.decoded.generation) this.forgetDecoded(generation);
     return this.decoded;
   }
 
-  /** Forgets decoded names (a new image was loaded: its generation may equal the old one's). */
-  protected forgetDecoded(): void {
-    this.decoded.generation = -1;
+  /** Forgets decoded names: the generation moved, or a new image was loaded (-1: its generation may equal the old one's). */
+  protected forgetDecoded(generation = -1): void {
+    this.decoded.generation = generation;
     this.decoded.frontends.clear();
     this.decoded.backends.clear();
+    this.decoded.revnats.clear();
   }
 
   /** Decodes result `i` of a selectBatch output. */

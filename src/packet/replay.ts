@@ -4,7 +4,7 @@
 
 import type { Selector } from '../engine/dataplane.js';
 import type { PacketOutcome } from '../engine/packet.js';
-import { PACKET_REASONS, PACKET_VERDICTS, REASON_KEYS, type PacketVerdictName } from '../engine/packet-layout.js';
+import { PACKET_VERDICTS, type PacketVerdictName } from '../engine/packet-layout.js';
 import { LINKTYPE, type Capture, type CaptureRecord, type WritableRecord } from './pcap.js';
 
 export interface ReplaySummary {
@@ -111,43 +111,4 @@ export function replayCapture(selector: Selector, capture: Capture): ReplayResul
   for (const r of records) output.push(...(written.get(r.index) ?? []));
   summary.written = output.length;
   return { summary, output, outcomes };
-}
-
-/** The summary as a table: verdict and reason counts, then per service. */
-export function formatReplaySummary(s: ReplaySummary, counters: Record<string, number>): string {
-  const lines: string[] = [];
-  const skipped = [s.notIp ? `${s.notIp} not IP` : '', s.truncated ? `${s.truncated} truncated by the capture's snaplen` : ''].filter(Boolean);
-  lines.push(`${s.records} records, ${s.processed} packets processed${skipped.length ? ` (${skipped.join(', ')}: written unchanged)` : ''}`);
-  lines.push('');
-  const rows: string[][] = [['VERDICT', 'REASON', 'PACKETS']];
-  REASON_KEYS.forEach((key, code) => {
-    const n = s.reasons[key];
-    if (!n) return;
-    rows.push([verdictOfKey(key), PACKET_REASONS[code] as string, String(n)]);
-  });
-  lines.push(...table(rows));
-  const services = Object.keys(s.services).sort();
-  if (services.length) {
-    lines.push('');
-    const srows: string[][] = [['SERVICE', 'FORWARD', 'REVERSE', 'REJECT', 'DROP']];
-    for (const name of services) {
-      const v = s.services[name] as Record<PacketVerdictName, number>;
-      srows.push([name || '(unnamed)', String(v.forward), String(v.reverse), String(v.reject), String(v.drop)]);
-    }
-    lines.push(...table(srows));
-  }
-  lines.push('');
-  lines.push(`conntrack: ${counters.conntrack_created ?? 0} flows created, ${counters.conntrack_evicted_table_full ?? 0} live entries evicted (table full); ` +
-    `${counters.fragments_tracked ?? 0} fragmented datagrams tracked; ${s.replies} ICMP rejects written, ${counters.reject_reply_suppressed ?? 0} suppressed`);
-  return lines.join('\n') + '\n';
-}
-
-function verdictOfKey(key: string): string {
-  return key.startsWith('forward') ? 'forward' : key.startsWith('reverse') ? 'reverse' : key.startsWith('reject') ? 'reject' : key.startsWith('drop') ? 'drop' : 'pass';
-}
-
-function table(rows: string[][]): string[] {
-  const cols = Math.max(...rows.map((r) => r.length));
-  const widths = Array.from({ length: cols }, (_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)) + 2);
-  return rows.map((r) => r.map((cell, c) => (c < cols - 1 ? cell.padEnd(widths[c] as number) : cell)).join('').trimEnd());
 }

@@ -22,7 +22,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { Dataplane } from '../src/engine/dataplane.js';
 import type { Core } from '../src/engine/core.js';
 import { PKT, REASON_KEYS } from '../src/engine/packet-layout.js';
-import { parseIp } from '../src/k8s/net.js';
+import { ipv4, tcp } from '../test/helpers/packets.js';
 import { NODE_NAME, nativeEngine, prng, syntheticCluster, type SyntheticCluster } from './cluster.js';
 import { PacketModel } from '../test/reference/packet-model.js';
 import { causeChain } from '../src/engine/native.js';
@@ -48,28 +48,6 @@ class BenchDataplane extends Dataplane {
   }
 }
 
-function sum16(p: Uint8Array, from: number, to: number, acc = 0): number {
-  for (let i = from; i < to; i += 2) acc += ((p[i] as number) << 8) | (p[i + 1] as number);
-  while (acc > 0xffff) acc = (acc & 0xffff) + (acc >>> 16);
-  return acc;
-}
-
-/** A 40-byte IPv4 TCP packet with valid checksums. */
-function tcpPacket(src: Uint8Array, sport: number, dst: Uint8Array, dport: number, flags: number): Uint8Array {
-  const p = new Uint8Array(40);
-  p[0] = 0x45; p[3] = 40; p[6] = 0x40; p[8] = 64; p[9] = 6;
-  p.set(src.subarray(12), 12);
-  p.set(dst.subarray(12), 16);
-  const ipc = ~sum16(p, 0, 20) & 0xffff;
-  p[10] = ipc >> 8; p[11] = ipc & 255;
-  p[20] = sport >> 8; p[21] = sport & 255; p[22] = dport >> 8; p[23] = dport & 255;
-  p[24] = 0x12; p[25] = 0x34; p[32] = 0x50; p[33] = flags; p[34] = 0xff; p[35] = 0xff;
-  const pseudo = sum16(p, 12, 20, 6 + 20);
-  const c = ~sum16(p, 20, 40, pseudo) & 0xffff;
-  p[36] = c >> 8; p[37] = c & 255;
-  return p;
-}
-
 interface Pool {
   /** POOL_BATCHES batches of BATCH packets, each batch contiguous. */
   batches: Uint8Array[];
@@ -78,15 +56,16 @@ interface Pool {
 function packetPool(cluster: SyntheticCluster, flags: number, seed: number): Pool {
   const next = prng(seed);
   const rnd = (): number => next() / 0x100000000; // [0, 1)
-  const tcp = cluster.services.filter((s) => s.protocol === 'TCP');
+  const tcpServices = cluster.services.filter((s) => s.protocol === 'TCP');
   const batches: Uint8Array[] = [];
   for (let k = 0; k < POOL_BATCHES; k++) {
     const buf = new Uint8Array(BATCH * 40);
     for (let i = 0; i < BATCH; i++) {
-      const svc = tcp[Math.floor(rnd() * tcp.length)] as (typeof tcp)[number];
-      const src = parseIp(`10.${1 + Math.floor(rnd() * 30)}.${Math.floor(rnd() * 256)}.${1 + Math.floor(rnd() * 250)}`)?.bytes as Uint8Array;
+      const svc = tcpServices[Math.floor(rnd() * tcpServices.length)] as (typeof tcpServices)[number];
+      const src = `10.${1 + Math.floor(rnd() * 30)}.${Math.floor(rnd() * 256)}.${1 + Math.floor(rnd() * 250)}`;
       const sport = 1024 + Math.floor(rnd() * 60000);
-      buf.set(tcpPacket(src, sport, parseIp(svc.clusterIP)?.bytes as Uint8Array, svc.port, flags), i * 40);
+      // 40 bytes: IPv4 + TCP without options or payload, valid checksums.
+      buf.set(ipv4({ src, dst: svc.clusterIP, df: true }, tcp({ sport, dport: svc.port, flags })), i * 40);
     }
     batches.push(buf);
   }

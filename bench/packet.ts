@@ -10,6 +10,7 @@
 //   new flows, core          the same, but every packet is a new flow: each pass over the packet pool
 //                            moves the clock past the SYN timeout, so all earlier entries are expired
 //   established, processBatch  the public API: copy in, core call, rewritten bytes and verdicts copied out
+//                            (into result arrays reused from batch to batch)
 //   TS reference             the reference model on the same packets (established / new)
 // Timed by benny one case after another, and again in interleaved rounds (every case in turn), since
 // on a shared machine a burst of load would otherwise land on one case; ratios use the interleaved medians.
@@ -21,6 +22,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { Dataplane } from '../src/engine/dataplane.js';
 import type { Core } from '../src/engine/core.js';
+import { newBatchResult } from '../src/engine/packet.js';
 import { PKT, REASON_KEYS } from '../src/engine/packet-layout.js';
 import { ipv4, tcp } from '../test/helpers/packets.js';
 import { NODE_NAME, nativeEngine, prng, syntheticCluster, type SyntheticCluster } from './cluster.js';
@@ -143,9 +145,10 @@ function engineCases(make: () => BenchDataplane, cluster: SyntheticCluster, esta
   const lengths = new Uint32Array(BATCH).fill(40);
   const scratch = new Uint8Array(BATCH * 40);
   let ak = 0;
+  const results = newBatchResult(BATCH); // reused, as a caller running batch after batch would
   const api = (): void => {
     scratch.set(established.batches[ak++ % POOL_BATCHES] as Uint8Array);
-    dp.packets.processBatch(scratch, offsets, lengths, start);
+    dp.packets.processBatch(scratch, offsets, lengths, start, results);
   };
   return [
     { name: `${dp.engine} established, core`, engine: dp.engine, run: runEst },

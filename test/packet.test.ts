@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { createDataplane, type Dataplane, type DataplaneOptions } from '../src/engine/dataplane.js';
 import type { Protocol } from '../src/k8s/net.js';
-import type { PacketOutcome } from '../src/engine/packet.js';
+import { newBatchResult, type PacketOutcome } from '../src/engine/packet.js';
 import { EVENT_COUNTERS, REASON_KEYS } from '../src/engine/packet-layout.js';
 import { clusterIP, ready, service, slice, slicePort, svcPort, terminating } from './helpers/objects.js';
 import {
@@ -269,6 +269,31 @@ describe('DNAT to the Maglev backend, reverse NAT of replies, established flows 
     expect([[...parse(outB).dst], parse(outB).dport]).toEqual([[...beB.bytes], beB.port]);
     expect([checksums(outA), checksums(outB)]).toEqual([OK, OK6]);
     expect(changedOutside(before, data, [[7, 7 + a.length], [7 + a.length + 13, 7 + a.length + 13 + b.length]])).toEqual([]);
+  });
+
+  it('processBatch into reused result arrays: the same results as fresh ones, a reply of an earlier batch cleared', async () => {
+    const dp = await plane();
+    const batch = (first: Uint8Array): [Uint8Array, Uint32Array, Uint32Array] => {
+      const second = packet('TCP', CLIENT, 40011, WEB, 80);
+      const data = new Uint8Array(first.length + second.length);
+      data.set(first);
+      data.set(second, first.length);
+      return [data, Uint32Array.of(0, first.length), Uint32Array.of(first.length, second.length)];
+    };
+    const out = newBatchResult(4);
+    out.replies.fill(new Uint8Array(1)); // stale entries past the batch stay; the batch's are set or cleared
+    const r1 = dp.packets.processBatch(...batch(packet('TCP', CLIENT, 40010, EMPTY, 80)), NOW, out);
+    expect(r1).toBe(out);
+    expect([r1.verdicts[0], r1.verdicts[1], r1.reasons[0]]).toEqual([2, 1, REASON_KEYS.indexOf('reject_no_endpoints')]);
+    expect(r1.replies[0]?.length).toBeGreaterThan(28);
+    expect(r1.replies[1]).toBeUndefined();
+    const fresh = plane();
+    const f = (await fresh).packets.processBatch(...batch(packet('TCP', CLIENT, 40012, WEB, 80)), NOW);
+    const r2 = dp.packets.processBatch(...batch(packet('TCP', CLIENT, 40012, WEB, 80)), NOW, out);
+    expect([[...r2.verdicts.subarray(0, 2)], [...r2.reasons.subarray(0, 2)], [...r2.revnat.subarray(0, 2)], r2.replies.slice(0, 2)])
+      .toEqual([[...f.verdicts], [...f.reasons.map((x, i) => (i === 1 ? REASON_KEYS.indexOf('forward_established') : x))], [...f.revnat], [undefined, undefined]]);
+    expect(out.replies[2]).toEqual(new Uint8Array(1));
+    expect(() => dp.packets.processBatch(...batch(packet('TCP', CLIENT, 40013, WEB, 80)), NOW, newBatchResult(1))).toThrow(/result arrays of 1 entries for a batch of 2/);
   });
 
   it('IPv4 UDP with checksum 0 ("no checksum") stays 0 both ways', async () => {

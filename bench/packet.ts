@@ -9,6 +9,7 @@
 //                            already has its conntrack entries
 //   new flows, core          the same, but every packet is a new flow: each pass over the packet pool
 //                            moves the clock past the SYN timeout, so all earlier entries are expired
+//   replies, core            the backends' replies to the established flows (backend -> client): reverse NAT
 //   established, processBatch  the public API: copy in, core call, rewritten bytes and verdicts copied out
 //                            (into result arrays reused from batch to batch)
 //   TS reference             the reference model on the same packets (established / new)
@@ -74,6 +75,31 @@ function packetPool(cluster: SyntheticCluster, flags: number, seed: number): Poo
   return { batches };
 }
 
+/**
+ * The backends' replies to the established pool's flows (backend -> client, ACK), in the pool's order:
+ * what the reverse NAT turns back into frontend -> client. The backends are read from a dataplane that
+ * ran the pool (every engine and the model choose the same ones: Maglev tables and hashes are seeded).
+ */
+function replyPool(cluster: SyntheticCluster, established: Pool, make: () => BenchDataplane, start: number): Pool {
+  const dp = make();
+  const run = packetRunner(dp, cluster);
+  for (const batch of established.batches) run.run(batch, start);
+  const backendOf = new Map(dp.packets.conntrack(start).map((e) => [`${e.client.address}:${e.client.port}`, e.backend]));
+  const batches = established.batches.map((pool) => {
+    const out = new Uint8Array(BATCH * 40);
+    for (let i = 0; i < BATCH; i++) {
+      const p = pool.subarray(i * 40, i * 40 + 40);
+      const client = `${p[12]}.${p[13]}.${p[14]}.${p[15]}`;
+      const cport = (p[20] as number) << 8 | (p[21] as number);
+      const be = backendOf.get(`${client}:${cport}`);
+      if (!be) throw new BenchCheckError(`no conntrack entry for established flow ${client}:${cport}`);
+      out.set(ipv4({ src: be.address, dst: client, df: true }, tcp({ sport: be.port, dport: cport, flags: 0x10 })), i * 40);
+    }
+    return out;
+  });
+  return { batches };
+}
+
 interface CaseFigures {
   name: string;
   engine: string;
@@ -124,7 +150,7 @@ function packetRunner(dp: BenchDataplane, cluster: SyntheticCluster): { run: (ba
  * conntrack table it would reclaim the established flows' entries as expired and turn the established
  * case into a mix of new and established flows.
  */
-function engineCases(make: () => BenchDataplane, cluster: SyntheticCluster, established: Pool, fresh: Pool, start: number): Case[] {
+function engineCases(make: () => BenchDataplane, cluster: SyntheticCluster, established: Pool, fresh: Pool, replies: Pool, start: number): Case[] {
   const dp = make();
   const est = packetRunner(dp, cluster);
   for (const batch of established.batches) est.run(batch, start);
@@ -132,6 +158,10 @@ function engineCases(make: () => BenchDataplane, cluster: SyntheticCluster, esta
   check(est.reasons().size === 1 && est.reasons().has('forward_established'), `${dp.engine}: established pool gave ${[...est.reasons()].join(', ')}`);
   let ek = 0;
   const runEst = (): void => est.run(established.batches[ek++ % POOL_BATCHES] as Uint8Array, start);
+  est.run(replies.batches[0] as Uint8Array, start);
+  check(est.reasons().size === 1 && est.reasons().has('reverse_nat'), `${dp.engine}: reply pool gave ${[...est.reasons()].join(', ')}`);
+  let rk = 0;
+  const runReply = (): void => est.run(replies.batches[rk++ % POOL_BATCHES] as Uint8Array, start);
   const neu = packetRunner(make(), cluster);
   let fk = 0;
   let freshNow = start;
@@ -153,11 +183,12 @@ function engineCases(make: () => BenchDataplane, cluster: SyntheticCluster, esta
   return [
     { name: `${dp.engine} established, core`, engine: dp.engine, run: runEst },
     { name: `${dp.engine} new flows, core`, engine: dp.engine, run: runNew },
+    { name: `${dp.engine} replies (reverse NAT), core`, engine: dp.engine, run: runReply },
     { name: `${dp.engine} established, processBatch (copy in/out)`, engine: dp.engine, run: api },
   ];
 }
 
-function referenceCases(dp: BenchDataplane, established: Pool, fresh: Pool, start: number): Case[] {
+function referenceCases(dp: BenchDataplane, established: Pool, fresh: Pool, replies: Pool, start: number): Case[] {
   // Two models, for the reason engineCases gives two dataplanes.
   const model = new PacketModel(dp, { conntrackCapacity: CONNTRACK });
   const newModel = new PacketModel(dp, { conntrackCapacity: CONNTRACK });
@@ -167,6 +198,13 @@ function referenceCases(dp: BenchDataplane, established: Pool, fresh: Pool, star
   for (const batch of established.batches) model.processBatch(batch.slice(), offsets, lengths, start);
   const m = model.processBatch((established.batches[0] as Uint8Array).slice(), offsets, lengths, start);
   check(m.reasons.every((r) => REASON_KEYS[r] === 'forward_established'), 'the model does not see the pool as established');
+  const mr = model.processBatch((replies.batches[0] as Uint8Array).slice(), offsets, lengths, start);
+  check(mr.reasons.every((r) => REASON_KEYS[r] === 'reverse_nat'), 'the model does not reverse-NAT the reply pool');
+  let yk = 0;
+  const reply = (): void => {
+    scratch.set(replies.batches[yk++ % POOL_BATCHES] as Uint8Array);
+    model.processBatch(scratch, offsets, lengths, start);
+  };
   let rk = 0;
   const est = (): void => {
     scratch.set(established.batches[rk++ % POOL_BATCHES] as Uint8Array);
@@ -183,6 +221,7 @@ function referenceCases(dp: BenchDataplane, established: Pool, fresh: Pool, star
   return [
     { name: 'TS reference established', engine: 'ts', run: est },
     { name: 'TS reference new flows', engine: 'ts', run: fresh1 },
+    { name: 'TS reference replies', engine: 'ts', run: reply },
   ];
 }
 
@@ -206,10 +245,11 @@ async function main(): Promise<void> {
     console.log(`native engine unavailable, wasm and TS only: ${causeChain(err)}`);
   }
   const cases: Case[] = [];
-  for (const make of engines) cases.push(...engineCases(make, cluster, established, fresh, start));
+  const replies = replyPool(cluster, established, engines[0] as () => BenchDataplane, start);
+  for (const make of engines) cases.push(...engineCases(make, cluster, established, fresh, replies, start));
   const referenceDp = (engines[0] as () => BenchDataplane)();
   check(referenceDp.apply(cluster.objects).length === 0, 'apply reported errors');
-  cases.push(...referenceCases(referenceDp, established, fresh, start));
+  cases.push(...referenceCases(referenceDp, established, fresh, replies, start));
 
   for (const c of cases) for (let i = 0; i < (c.engine === 'ts' ? WARMUP_CALLS / 10 : WARMUP_CALLS); i++) c.run();
 
@@ -250,10 +290,12 @@ async function main(): Promise<void> {
   const ratios: Record<string, number> = {
     'wasm vs TS, established': med('TS reference established') / med('wasm established, core'),
     'wasm vs TS, new flows': med('TS reference new flows') / med('wasm new flows, core'),
+    'wasm vs TS, replies': med('TS reference replies') / med('wasm replies (reverse NAT), core'),
   };
   if (engines.length > 1) {
     ratios['native vs wasm, established'] = med('wasm established, core') / med('native established, core');
     ratios['native vs wasm, new flows'] = med('wasm new flows, core') / med('native new flows, core');
+    ratios['native vs wasm, replies'] = med('wasm replies (reverse NAT), core') / med('native replies (reverse NAT), core');
     ratios['native vs wasm, processBatch'] = med('wasm established, processBatch (copy in/out)') / med('native established, processBatch (copy in/out)');
   }
   for (const [k, v] of Object.entries(ratios)) console.log(`  ${k}: ${v.toFixed(2)}x`);

@@ -1,6 +1,6 @@
 /* svcplane packet path: a service load balancer over raw IP packets, on the same image as select().
  *
- * Per packet (sp_process_batch): the established fast path for the most common packet (established_v4),
+ * Per packet (sp_process_batch): the fast path for the most common packets (fast_v4: IPv4 TCP/UDP),
  * else parse (IPv4 with options, IPv6 with extension headers; everything read
  * is bounds-checked against the packet) -> later fragments: the translation their first fragment got ->
  * ICMP errors: translate the quoted flow -> TCP/UDP/SCTP to a frontend: conntrack hit (keep the backend
@@ -659,11 +659,26 @@ static void forward_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, str
   forward_nat_inline(pc, d, p, e, fi, reason, now);
 }
 
-/* What ct_find of a packet's forward key found, when established_v4 looked it up already. */
+/* Reverse NAT of a packet of reply entry `re` (slot ri) whose forward entry is `fwd`: the source back to
+ * the frontend, then the flow's state and expiry (kept in the forward entry). */
+static ALWAYS_INLINE void reverse_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, const struct sp_ct *re, u32 ri,
+                                      struct sp_ct *fwd, u32 now) {
+  rewrite_inline(p, 0, re->nat, re->nat_port, p->total - p->l4);
+  ct_touch(pc, fwd, p, 0, now);
+  d->revnat = re->revnat;
+  d->ct = re->peer;
+  set_verdict(d, PV_REVERSE, PR_REVERSE);
+  if (p->frag == 1) frag_track(pc, p, p->src, p->dst, 1, re->nat, ri, now);
+}
+
+/* What the fast path (fast_v4) looked up before handing a packet to l4_packet: ct_find's answer for the
+ * packet's forward key, and the frontend the packet is addressed to, when it got that far. */
 struct ct_lookup {
   struct sp_ct *e;            /* the live entry, or 0 */
   u32 index;                  /* its slot */
   u32 home, stale;            /* the key's hash; the slot of its expired entry (SP_NONE: none) when e is 0 */
+  const struct sp_frontend *fe; /* the frontend, when looked up (else 0: l4_packet looks it up) */
+  u32 fe_index;
 };
 
 /* TCP, UDP or SCTP. `gen` is the image generation this batch runs at. `pre`: the forward key's lookup,
@@ -699,7 +714,13 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
   result_reset(&r);
   const struct sp_frontend *fe = 0;
   const struct sp_service *svc = 0;
-  const struct sp_list *l = select_list(v, &f, &r, &fe, &svc);
+  const struct sp_list *l;
+  if (pre && pre->fe) {
+    fe = pre->fe;
+    l = select_list_fe(v, &f, &r, fe, pre->fe_index, &svc);
+  } else {
+    l = select_list(v, &f, &r, &fe, &svc);
+  }
 
   if (r.frontend == SP_NONE) { /* not a frontend: a reply of a tracked flow, or nothing of ours */
     struct ct_key rk = {p->src, p->dst, p->sport, p->dport, p->proto, CT_REPLY, 0, 0, 0, 0};
@@ -708,13 +729,7 @@ static void l4_packet(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view 
     struct sp_ct *fwd = re ? ct_peer(pc, re, ri) : 0;
     if (!fwd) return set_verdict(d, PV_PASS, PR_NOT_SERVICE);
     if (p->proto == IPPROTO_SCTP && p->frag) return set_verdict(d, PV_DROP, PR_FRAGMENT_SCTP);
-    rewrite(p, 0, re->nat, re->nat_port, p->total - p->l4);
-    ct_touch(pc, fwd, p, 0, now);
-    d->revnat = re->revnat;
-    d->ct = re->peer;
-    set_verdict(d, PV_REVERSE, PR_REVERSE);
-    if (p->frag == 1) frag_track(pc, p, p->src, p->dst, 1, re->nat, ri, now);
-    return;
+    return reverse_nat(pc, d, p, re, ri, fwd, now);
   }
 
   d->revnat = fe->revnat;
@@ -819,24 +834,42 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
 /* The second 64-bit word of an IPv4 address in the image's 16-byte form (::ffff:a.b.c.d); the first is 0. */
 static inline u64 v4_mapped_word(const u8 *a4) { return 0xffff0000ull | (u64)ld32(a4) << 32; }
 
-/* The fast path of the most common packet, an IPv4 TCP or UDP packet without options or fragmentation
- * of a flow established at this generation of the tables: the same checks as parse_ip and parse_l4, and
- * the same lookup as l4_packet's first step (ct_find), on the 4-byte addresses as they are in the packet
- * (hashed and compared as their 16-byte form), then forward_nat as l4_packet would call it. Returns
- * FAST_DONE when it forwarded the packet; FAST_LOOKED_UP, with nothing written but `pre`, when the packet
- * is such a packet but its flow is not established at this generation (l4_packet goes on from that
- * lookup); FAST_NO, with nothing written, for any other packet, which then goes through the whole path.
- * A packet is forwarded here only where the whole path would have come to the same forward_nat call.
- * Measured (callgrind, bench:packet's established flows): ~456 -> ~264 instructions per packet. */
+/* The fast path of the most common packets: IPv4 TCP or UDP without options or fragmentation. The same
+ * checks as parse_ip and parse_l4 for that one shape of packet, then l4_packet's steps in its order, on
+ * the 4-byte addresses as they are in the packet (hashed and compared as their 16-byte form by the same
+ * functions): the forward key's conntrack entry (ct_find's rule: the first match decides) -> a flow
+ * established at this generation: forward_nat; else the frontend (frontend_lookup) -> none: the reply
+ * key's entry -> reverse_nat, or pass. Returns FAST_DONE when it handled the packet; FAST_LOOKED_UP, with
+ * nothing written but `pre`, for such a packet that l4_packet must go on with (a frontend hit without an
+ * established flow: new flow, reselection, keep list, reject or drop), from that lookup; FAST_NO, with
+ * nothing written, for any other packet, which then goes through the whole path. A packet is handled here
+ * only where the whole path would have come to the same call (forward_nat, reverse_nat or the pass).
+ * Measured (callgrind, bench:packet's packets): established ~456 -> ~264 instructions per packet,
+ * replies ~900 -> see README. */
 enum { FAST_NO, FAST_DONE, FAST_LOOKED_UP };
 static inline int looked_up(struct ct_lookup *pre, struct sp_ct *e, u32 index, u32 stale) {
   pre->e = e;
   pre->index = index;
   pre->stale = stale;
+  pre->fe = 0;
   return FAST_LOOKED_UP;
 }
-static ALWAYS_INLINE int established_v4(struct sp_pctx *pc, struct sp_pkt *d, u8 *ip, u32 len, u32 gen, u32 now,
-                                        struct ct_lookup *pre) {
+
+/* The first entry of a key (given as its words) in its probe window, or 0; its slot in *index. */
+static ALWAYS_INLINE struct sp_ct *ct_first(const struct sp_pctx *pc, u32 home, u64 a1, u64 b1, u64 tag, u32 *index) {
+  for (u32 i = 0; i < CT_PROBE; i++) {
+    u32 at = (home + i) & pc->ct_mask;
+    struct sp_ct *e = ct_at(pc, at);
+    if (ct_match_words(e, 0, a1, 0, b1, tag)) {
+      *index = at;
+      return e;
+    }
+  }
+  return 0;
+}
+
+static ALWAYS_INLINE int fast_v4(struct sp_pctx *pc, struct view *v, struct sp_pkt *d, u8 *ip, u32 len, u32 gen,
+                                 u32 now, struct ct_lookup *pre) {
   if (len < 20 || ip[0] != 0x45) return FAST_NO; /* IPv4, no options */
   u32 total = be16(ip + 2), proto = ip[9];
   if (total > len || total < 20 + 8 || (be16(ip + 6) & 0x3fffu) != 0) return FAST_NO; /* fragments: MF or an offset */
@@ -852,35 +885,46 @@ static ALWAYS_INLINE int established_v4(struct sp_pctx *pc, struct sp_pkt *d, u8
   } else {
     return FAST_NO;
   }
-  u64 tag = (u64)be16(h) | (u64)be16(h + 2) << 16 | (u64)proto << 32 | (u64)CT_FORWARD << 40;
+  struct pkt p;
+  p.ip = ip;
+  p.total = total;
+  p.v6 = 0;
+  p.proto = (u8)proto;
+  p.frag = 0;
+  p.alen = 4;
+  p.frag_id = be16(ip + 4);
+  p.l4 = 20;
+  p.saddr = ip + 12;
+  p.daddr = ip + 16;
+  p.sport = be16(h);
+  p.dport = be16(h + 2);
+  u64 ports = (u64)p.sport | (u64)p.dport << 16 | (u64)proto << 32;
   u64 src = v4_mapped_word(ip + 12), dst = v4_mapped_word(ip + 16);
-  u32 home = ct_hash_words(pc, 0, src, 0, dst, tag);
+
+  u64 tag = ports | (u64)CT_FORWARD << 40;
+  u32 home = ct_hash_words(pc, 0, src, 0, dst, tag), at = SP_NONE;
   pre->home = home;
-  for (u32 i = 0; i < CT_PROBE; i++) {
-    u32 at = (home + i) & pc->ct_mask;
-    struct sp_ct *e = ct_at(pc, at);
-    if (!ct_match_words(e, 0, src, 0, dst, tag)) continue;
-    /* ct_find's first match decides (a forward entry's expiry is its own) */
-    if (!(now < e->expires)) return looked_up(pre, 0, SP_NONE, at);
-    if (e->gen != gen) return looked_up(pre, e, at, SP_NONE);
-    struct pkt p;
-    p.ip = ip;
-    p.total = total;
-    p.v6 = 0;
-    p.proto = (u8)proto;
-    p.frag = 0;
-    p.alen = 4;
-    p.frag_id = be16(ip + 4);
-    p.l4 = 20;
-    p.saddr = ip + 12;
-    p.daddr = ip + 16;
-    p.sport = be16(h);
-    p.dport = be16(h + 2);
-    if (tcp_port_reuse(e, &p)) return looked_up(pre, e, at, SP_NONE);
+  struct sp_ct *e = ct_first(pc, home, src, dst, tag, &at);
+  if (e && now < e->expires) { /* live (a forward entry's expiry is its own) */
+    if (e->gen != gen || tcp_port_reuse(e, &p)) return looked_up(pre, e, at, SP_NONE);
     forward_nat_inline(pc, d, &p, e, at, PR_ESTABLISHED, now);
     return FAST_DONE;
   }
-  return looked_up(pre, 0, SP_NONE, SP_NONE);
+  looked_up(pre, 0, SP_NONE, e ? at : SP_NONE);
+
+  u8 dst16[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  __builtin_memcpy(dst16 + 12, ip + 16, 4);
+  pre->fe = frontend_lookup(v, dst16, p.dport, proto, &pre->fe_index);
+  if (pre->fe) return FAST_LOOKED_UP;
+
+  /* Not a frontend: a reply of a tracked flow (ct_find's rule for the reply key), or nothing of ours. */
+  u64 rtag = ports | (u64)CT_REPLY << 40;
+  u32 ri = SP_NONE;
+  struct sp_ct *re = ct_first(pc, ct_hash_words(pc, 0, src, 0, dst, rtag), src, dst, rtag, &ri);
+  struct sp_ct *fwd = re && ct_live(pc, re, ri, now) ? ct_peer(pc, re, ri) : 0;
+  if (!fwd) set_verdict(d, PV_PASS, PR_NOT_SERVICE);
+  else reverse_nat(pc, d, &p, re, ri, fwd, now);
+  return FAST_DONE;
 }
 
 static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct view *v, struct sp_pkt *d, u32 gen,
@@ -891,7 +935,7 @@ static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct vie
   struct pkt p;
   if (!in_memory(d->off, d->len)) return set_verdict(d, PV_DROP, PR_MALFORMED_IP);
   struct ct_lookup pre;
-  int fast = established_v4(pc, d, mem_at(d->off), d->len, gen, now, &pre);
+  int fast = fast_v4(pc, v, d, mem_at(d->off), d->len, gen, now, &pre);
   if (fast == FAST_DONE) return;
   u32 r = parse_ip(&p, mem_at(d->off), d->len, 0);
   if (r == PR_ROUTED) return set_verdict(d, PV_PASS, PR_ROUTED);

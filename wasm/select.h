@@ -242,6 +242,10 @@ static inline void verdict(struct sp_result *r, u32 v, u32 reason) {
 static inline const struct sp_list *select_list_svc(struct view *v, const struct sp_flow *f, struct sp_result *r,
                                                     const struct sp_frontend *fe, const struct sp_service *svc);
 
+static inline const struct sp_list *select_list_fe(struct view *v, const struct sp_flow *f, struct sp_result *r,
+                                                   const struct sp_frontend *fe, u32 fe_index,
+                                                   const struct sp_service **svc_out);
+
 /* Steps 1-3: frontend lookup, source ranges, the list by scope. Returns the list a flow selects from,
  * or 0 with the verdict written (pass, reject, drop). `r` must have been reset by result_reset. */
 static inline const struct sp_list *select_list(struct view *v, const struct sp_flow *f, struct sp_result *r,
@@ -249,9 +253,15 @@ static inline const struct sp_list *select_list(struct view *v, const struct sp_
   u32 fe_index;
   const struct sp_frontend *fe = frontend_lookup(v, f->dst, f->dport, f->proto, &fe_index);
   if (!fe) return verdict(r, V_PASS, R_NOT_SERVICE), (const struct sp_list *)0;
-  r->frontend = fe_index;
   *fe_out = fe;
+  return select_list_fe(v, f, r, fe, fe_index, svc_out);
+}
 
+/* Steps 2-3 once the frontend is known (frontend_lookup's answer for the flow). */
+static inline const struct sp_list *select_list_fe(struct view *v, const struct sp_flow *f, struct sp_result *r,
+                                                   const struct sp_frontend *fe, u32 fe_index,
+                                                   const struct sp_service **svc_out) {
+  r->frontend = fe_index;
   const struct sp_service *svc = service_at(v, fe->slot);
   if (!svc) return verdict(r, V_DROP, R_BAD_IMAGE), (const struct sp_list *)0;
   *svc_out = svc;

@@ -661,14 +661,20 @@ static void forward_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, str
 
 /* Reverse NAT of a packet of reply entry `re` (slot ri) whose forward entry is `fwd`: the source back to
  * the frontend, then the flow's state and expiry (kept in the forward entry). */
-static ALWAYS_INLINE void reverse_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, const struct sp_ct *re, u32 ri,
-                                      struct sp_ct *fwd, u32 now) {
+static ALWAYS_INLINE void reverse_nat_inline(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, const struct sp_ct *re,
+                                             u32 ri, struct sp_ct *fwd, u32 now) {
   rewrite_inline(p, 0, re->nat, re->nat_port, p->total - p->l4);
   ct_touch(pc, fwd, p, 0, now);
   d->revnat = re->revnat;
   d->ct = re->peer;
   set_verdict(d, PV_REVERSE, PR_REVERSE);
   if (p->frag == 1) frag_track(pc, p, p->src, p->dst, 1, re->nat, ri, now);
+}
+
+/* reverse_nat_inline out of line, for the whole path (the fast path inlines it). */
+static void reverse_nat(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, const struct sp_ct *re, u32 ri,
+                        struct sp_ct *fwd, u32 now) {
+  reverse_nat_inline(pc, d, p, re, ri, fwd, now);
 }
 
 /* What the fast path (fast_v4) looked up before handing a packet to l4_packet: ct_find's answer for the
@@ -923,7 +929,7 @@ static ALWAYS_INLINE int fast_v4(struct sp_pctx *pc, struct view *v, struct sp_p
   struct sp_ct *re = ct_first(pc, ct_hash_words(pc, 0, src, 0, dst, rtag), src, dst, rtag, &ri);
   struct sp_ct *fwd = re && ct_live(pc, re, ri, now) ? ct_peer(pc, re, ri) : 0;
   if (!fwd) set_verdict(d, PV_PASS, PR_NOT_SERVICE);
-  else reverse_nat(pc, d, &p, re, ri, fwd, now);
+  else reverse_nat_inline(pc, d, &p, re, ri, fwd, now);
   return FAST_DONE;
 }
 

@@ -389,7 +389,7 @@ static inline u32 ct_expires(const struct sp_pctx *pc, const struct sp_ct *e, u3
 }
 
 static inline int ct_live(const struct sp_pctx *pc, const struct sp_ct *e, u32 index, u32 now) {
-  return e->type != CT_EMPTY && now < ct_expires(pc, e, index);
+  return e->type != CT_EMPTY && e->type != CT_DEAD && now < ct_expires(pc, e, index);
 }
 
 static inline u32 ct_home(const struct sp_pctx *pc, struct ct_key *k) {
@@ -408,6 +408,7 @@ static struct sp_ct *ct_find(const struct sp_pctx *pc, struct ct_key *k, u32 now
   for (u32 i = 0; i < CT_PROBE; i++) {
     u32 at = (home + i) & pc->ct_mask;
     struct sp_ct *e = ct_at(pc, at);
+    if (e->type == CT_EMPTY) return 0; /* nothing of the key lies past it (packet.h, CT_DEAD) */
     if (ct_match_tag(e, k, tag)) {
       if (!ct_live(pc, e, at, now)) {
         k->stale = at;
@@ -422,12 +423,12 @@ static struct sp_ct *ct_find(const struct sp_pctx *pc, struct ct_key *k, u32 now
 
 static void ct_kill(struct sp_pctx *pc, struct sp_ct *e, u32 index) {
   struct sp_ct *p = ct_peer(pc, e, index);
-  if (p) p->type = CT_EMPTY;
-  e->type = CT_EMPTY;
+  if (p) p->type = CT_DEAD;
+  e->type = CT_DEAD;
 }
 
-/* A slot for key `k`: its own entry, else a free or expired one, else (the window is full) the live
- * entry closest to expiry, evicted with its peer and counted. Never the slot `avoid`. One pass; an
+/* A slot for key `k`: its own entry, else the first free (empty, dead or expired) one, else (the window
+ * is full) the live entry closest to expiry, evicted with its peer and counted. Never the slot `avoid`. One pass; an
  * entry's expiry (a reply entry's is its forward entry's) is read only while no free slot is known. */
 static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32 avoid, u32 *index) {
   u32 home = ct_home(pc, k);
@@ -439,7 +440,11 @@ static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32
     u32 at = (home + i) & pc->ct_mask;
     if (at == avoid) continue;
     struct sp_ct *e = ct_at(pc, at);
-    if (e->type == CT_EMPTY) {
+    if (e->type == CT_EMPTY) { /* free, and nothing of the key lies past it */
+      if (free_at == SP_NONE) free_at = at;
+      break;
+    }
+    if (e->type == CT_DEAD) {
       if (free_at == SP_NONE) free_at = at;
       if (k->searched) break;
       continue;
@@ -624,7 +629,7 @@ static int kept(struct view *v, const struct sp_service *svc, const struct sp_ct
 /* Creates (or re-points) the reply entry of forward entry `fwd`: backend -> client, naming the frontend. */
 static void ct_link_reply(struct sp_pctx *pc, struct sp_ct *fwd, u32 fwd_index, u32 now) {
   struct sp_ct *old = fwd->peer == SP_NONE ? 0 : ct_peer(pc, fwd, fwd_index); /* none for a new flow */
-  if (old) old->type = CT_EMPTY;
+  if (old) old->type = CT_DEAD;
   struct ct_key k = {fwd->nat, fwd->a, fwd->nat_port, fwd->aport, fwd->proto, CT_REPLY, 0, 0, 0, 0};
   u32 ri;
   struct sp_ct *r = ct_claim(pc, &k, now, fwd_index, &ri);
@@ -870,6 +875,7 @@ static ALWAYS_INLINE struct sp_ct *ct_first(const struct sp_pctx *pc, u32 home, 
   for (u32 i = 0; i < CT_PROBE; i++) {
     u32 at = (home + i) & pc->ct_mask;
     struct sp_ct *e = ct_at(pc, at);
+    if (e->type == CT_EMPTY) return 0; /* as ct_find */
     if (ct_match_words(e, a0, a1, b0, b1, tag)) {
       *index = at;
       return e;

@@ -75,8 +75,10 @@ struct sp_pctx {              /* 320 bytes */
 
 /* Conntrack entry. A flow has two: the forward entry (client -> frontend, holds the state and the
  * backend) and the reply entry (backend -> client, names the frontend), each pointing at the other.
- * A fragment entry remembers the translation of a datagram's first fragment for its later ones. */
-enum { CT_EMPTY = 0, CT_FORWARD = 1, CT_REPLY = 2, CT_FRAGMENT = 3 };
+ * A fragment entry remembers the translation of a datagram's first fragment for its later ones.
+ * A removed entry becomes CT_DEAD, never CT_EMPTY again: an entry is only ever placed at the first free
+ * slot of its probe window, so no entry lies past a CT_EMPTY slot of its window, and a lookup stops there. */
+enum { CT_EMPTY = 0, CT_FORWARD = 1, CT_REPLY = 2, CT_FRAGMENT = 3, CT_DEAD = 4 };
 #define CT_TCP_SYN 1u         /* SYN seen from the client */
 #define CT_TCP_REPLIED 2u     /* a reply seen: established */
 #define CT_TCP_FIN 4u         /* FIN seen (either side): closing */

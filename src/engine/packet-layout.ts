@@ -66,6 +66,8 @@ export const CT_EMPTY = 0;
 export const CT_FORWARD = 1;
 export const CT_REPLY = 2;
 export const CT_FRAGMENT = 3;
+/** A removed entry (wasm/packet.h): free for a new one, but not empty, so lookups go on past it. */
+export const CT_DEAD = 4;
 export const CT_TCP_SYN = 1;
 export const CT_TCP_REPLIED = 2;
 export const CT_TCP_FIN = 4;

@@ -70,6 +70,8 @@ const CT_EMPTY = 0;
 const CT_FORWARD = 1;
 const CT_REPLY = 2;
 const CT_FRAGMENT = 3;
+/** A removed entry (never CT_EMPTY again, so no entry lies past an empty slot of its window). */
+const CT_DEAD = 4;
 const CT_TCP_SYN = 1;
 const CT_TCP_REPLIED = 2;
 const CT_TCP_FIN = 4;
@@ -432,7 +434,7 @@ class Conntrack {
   }
 
   live(e: Entry, idx: number, now: number): boolean {
-    return e.type !== CT_EMPTY && now < this.expiresOf(e, idx);
+    return e.type !== CT_EMPTY && e.type !== CT_DEAD && now < this.expiresOf(e, idx);
   }
 
   /** The entry at an index (indices are taken modulo the capacity, SP_NONE included). */
@@ -445,6 +447,7 @@ class Conntrack {
     for (let i = 0; i < WINDOW; i++) {
       const idx = (home + i) % (this.mask + 1);
       const e = this.entries[idx] as Entry;
+      if (e.type === CT_EMPTY) return undefined; // nothing of the key lies past an empty slot
       if (keyMatches(e, k)) return this.live(e, idx, now) ? { e, idx } : undefined; // the first entry of the key decides
     }
     return undefined;
@@ -460,11 +463,11 @@ class Conntrack {
 
   private kill(e: Entry, idx: number): void {
     const p = this.peer(e, idx);
-    if (p) p.type = CT_EMPTY;
-    e.type = CT_EMPTY;
+    if (p) p.type = CT_DEAD;
+    e.type = CT_DEAD;
   }
 
-  /** A slot for key k: its own entry, else the first free or expired one, else the live one expiring
+  /** A slot for key k: its own entry, else the first free (empty, dead) or expired one, else the live one expiring
    * first (evicted, with its peer, and counted). Never `avoid`. Fields other than the key are reset
    * except nat, nat port and expiry, which the caller sets. */
   claim(k: Key, now: number, avoid: number): { e: Entry; idx: number } {
@@ -485,6 +488,7 @@ class Conntrack {
         victim = e;
         vi = idx;
       }
+      if (e.type === CT_EMPTY) break; // nothing of the key lies past it, and the first free slot is known
     }
     if (!victim) throw new Error('reference conntrack: no slot (a table of one entry)');
     if (this.live(victim, vi, now)) {
@@ -812,7 +816,7 @@ export class ReferencePacketPath {
   /** (Re)creates the reply entry of a forward entry: backend -> client, naming the frontend. */
   private linkReply(fwd: Entry, fwdIndex: number, now: number): void {
     const old = this.ct.peer(fwd, fwdIndex);
-    if (old) old.type = CT_EMPTY;
+    if (old) old.type = CT_DEAD;
     const { e: r, idx } = this.ct.claim({ a: fwd.nat, b: fwd.a, aport: fwd.natPort, bport: fwd.aport, proto: fwd.proto, type: CT_REPLY }, now, fwdIndex);
     fwd.peer = idx;
     r.nat = fwd.b.slice();

@@ -735,6 +735,20 @@ function firstDifference(packets: Built[], a: Outcome[], b: Outcome[], names: [s
  * the packet as it was before the core translated it, and a fragmented datagram translated fragment by
  * fragment reassembles into one whose TCP/UDP checksum (SCTP: CRC32c) is right.
  */
+/** Where the upper-layer header of an IP packet starts: after IPv4's options, after IPv6's extension
+ * headers (hop-by-hop, routing, fragment, destination options; AH in 4-byte units). */
+function quotedL4(b: Uint8Array): number {
+  if ((b[0] as number) >> 4 !== 6) return ((b[0] as number) & 15) * 4;
+  let nh = b[6] as number;
+  let at = 40;
+  while ((nh === 0 || nh === 43 || nh === 44 || nh === 51 || nh === 60) && at + 2 <= b.length) {
+    const len = nh === 44 ? 8 : nh === 51 ? ((b[at + 1] as number) + 2) * 4 : ((b[at + 1] as number) + 1) * 8;
+    nh = b[at] as number;
+    at += len;
+  }
+  return at;
+}
+
 function ruleChecks(packets: Built[], outs: Outcome[]): string | undefined {
   const firsts = new Map<number, number>();
   for (let i = 0; i < packets.length; i++) {
@@ -751,13 +765,15 @@ function ruleChecks(packets: Built[], outs: Outcome[]): string | undefined {
       const got = o.output.subarray(p.l4 + 8, p.l4 + 8 + c.original.length);
       const v6 = (c.original[0] as number) >> 4 === 6;
       const srcAt = v6 ? 8 : 12;
-      if (o.reason === PR.ICMP_FORWARD && !same(got.subarray(srcAt, srcAt + (v6 ? 16 : 4)), c.original.subarray(srcAt, srcAt + (v6 ? 16 : 4)))) {
-        // The flow moved to another backend since that reply (reselected): the error goes to the current one.
+      const l4 = quotedL4(got);
+      if (o.reason === PR.ICMP_FORWARD &&
+        (!same(got.subarray(srcAt, srcAt + (v6 ? 16 : 4)), c.original.subarray(srcAt, srcAt + (v6 ? 16 : 4))) || be16(got, l4) !== be16(c.original, l4))) {
+        // The flow moved to another backend since that reply (reselected; the new one may share the
+        // address and differ in port): the error goes to the current one.
         bump('rule:quote-flow-moved');
         continue;
       }
       const dstAt = v6 ? 24 : 16;
-      const l4 = got.length >= 4 + (v6 ? 40 : 20) && v6 ? 40 : ((got[0] as number) & 15) * 4;
       if (o.reason === PR.ICMP_REVERSE && (!same(got.subarray(dstAt, dstAt + (v6 ? 16 : 4)), c.original.subarray(dstAt, dstAt + (v6 ? 16 : 4))) || be16(got, l4 + 2) !== be16(c.original, l4 + 2))) {
         // Two frontends' flows from one client port to one backend share a reply tuple (the backend cannot
         // tell them apart either, without source NAT): the later flow's reply entry names its frontend.
@@ -1023,7 +1039,8 @@ describe('packet path: core vs TypeScript reference model', () => {
         const diff = await playAgainstModel(sc);
         if (diff) throw new Error(diff);
       }),
-      { numRuns: runs(400), interruptAfterTimeLimit: ASSERT_LIMIT },
+      // FC_SEED and FC_PATH (from a failure's report) replay one counterexample.
+      { numRuns: runs(400), interruptAfterTimeLimit: ASSERT_LIMIT, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true } : {}) },
     );
     const need = PR_NAMES.filter((n) => n !== 'BAD_IMAGE' && n !== 'NO_IMAGE').map((n) => `reason:${n}`);
     need.push('model:kept', 'model:backendGone', 'model:portReuse', 'batch:split');

@@ -287,8 +287,7 @@ describe('DNAT to the Maglev backend, reverse NAT of replies, established flows 
     expect([r1.verdicts[0], r1.verdicts[1], r1.reasons[0]]).toEqual([2, 1, REASON_KEYS.indexOf('reject_no_endpoints')]);
     expect(r1.replies[0]?.length).toBeGreaterThan(28);
     expect(r1.replies[1]).toBeUndefined();
-    const fresh = plane();
-    const f = (await fresh).packets.processBatch(...batch(packet('TCP', CLIENT, 40012, WEB, 80)), NOW);
+    const f = (await plane()).packets.processBatch(...batch(packet('TCP', CLIENT, 40012, WEB, 80)), NOW);
     const r2 = dp.packets.processBatch(...batch(packet('TCP', CLIENT, 40012, WEB, 80)), NOW, out);
     expect([[...r2.verdicts.subarray(0, 2)], [...r2.reasons.subarray(0, 2)], [...r2.revnat.subarray(0, 2)], r2.replies.slice(0, 2)])
       .toEqual([[...f.verdicts], [...f.reasons.map((x, i) => (i === 1 ? REASON_KEYS.indexOf('forward_established') : x))], [...f.revnat], [undefined, undefined]]);

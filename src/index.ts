@@ -6,7 +6,7 @@ export { formatError } from './k8s/types.js';
 export {
   createDataplane, openImage, encodeFlow, encodeFlows, Dataplane, Selector, EngineError,
   type DataplaneOptions, type Flow, type Selection, type EngineName, type ApplyReport,
-  type RouteRequestOptions, type RouteSelection,
+  type RouteRequestOptions, type RouteSelection, type FlowBatch,
 } from './engine/dataplane.js';
 export { ImageView, ImageError } from './compile/view.js';
 export { FLOW, RESULT, VERDICTS, DEFAULT_CLUSTER_SEED } from './compile/layout.js';

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createDataplane, encodeFlows, type Dataplane } from '../src/engine/dataplane.js';
 import { dumpTables } from '../src/dump.js';
-import { RESULT } from '../src/compile/layout.js';
+import { FLOW, RESULT } from '../src/compile/layout.js';
 
 // Node addresses and zone come from Node objects the sequences apply, so node changes are exercised too.
 const NODE = { node: 'node-a', tableSeed: 99 };
@@ -180,6 +180,35 @@ describe('incremental updates', () => {
     expect(dp.imageStats.freeBytes).toBeGreaterThan(0);
     dp.apply([slice(1, 0, 30, 1)]);
     expect(dp.imageStats.bytes).toBe(settled);
+  });
+
+  it('flowBatch: flows filled in core memory select as selectBatch does, and its views follow memory growth', async () => {
+    const dp = await createDataplane(NODE);
+    dp.apply([nodeObject(0), service({ name: 1, type: 'NodePort', ports: 3, dual: true, etpLocal: false, externalIP: null }), slice(1, 0, 3, 1)]);
+    const batch = dp.flowBatch();
+    const before = batch.flows;
+    const run = (): [Uint8Array, Uint8Array] => {
+      const all = flowsFor(dp);
+      const n = Math.min(all.length / FLOW.size, batch.capacity);
+      const flows = all.subarray(0, n * FLOW.size);
+      batch.flows.set(flows);
+      return [batch.select(n, 1000).slice(), dp.selectBatch(flows, 1000)];
+    };
+    const [a, b] = run();
+    expect(a.length).toBe(b.length);
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+    expect(Array.from({ length: a.length / RESULT.size }, (_, i) => dp.describe(a, i).verdict)).toContain('forward');
+    // Enough services to grow core memory: a view taken before may be detached; fresh ones work.
+    const memoryBefore = before.buffer.byteLength;
+    for (let i = 2; i < 400; i++) dp.apply([service({ name: i, type: 'ClusterIP', ports: 3, dual: true, etpLocal: false, externalIP: null }), slice(i, 0, 8, i)]);
+    expect(batch.flows.buffer.byteLength).toBeGreaterThan(memoryBefore); // it grew
+    expect(before.byteLength).toBe(0); // and the old view is detached
+    expect(batch.flows.byteLength).toBe(batch.capacity * FLOW.size);
+    const [c, d] = run();
+    expect(Buffer.from(c).equals(Buffer.from(d))).toBe(true);
+    expect(batch.select(0).length).toBe(0);
+    expect(() => batch.select(batch.capacity + 1)).toThrow(/flow batch of \d+: must be a whole number from 0 to \d+/);
+    expect(() => batch.select(1.5)).toThrow(RangeError);
   });
 
   it('grows the frontend map and slot table without losing entries', async () => {

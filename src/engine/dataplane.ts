@@ -57,6 +57,24 @@ export interface Flow {
   now?: number;
 }
 
+/**
+ * The core's flow batch buffer, for callers that encode flows straight into core memory (encodeFlow at
+ * FLOW.size * i) and read the results there: selectBatch without its two copies. `flows` and `results`
+ * are fresh views on every read, since core memory may grow when the tables do (a view taken before is
+ * then detached and empty). selectBatch uses the same buffer: do not interleave it with a batch being
+ * filled.
+ */
+export interface FlowBatch {
+  /** Flows the buffer holds. */
+  readonly capacity: number;
+  /** capacity * FLOW.size bytes of core memory. */
+  readonly flows: Uint8Array;
+  /** capacity * RESULT.size bytes of core memory (the layout selectBatch returns). */
+  readonly results: Uint8Array;
+  /** Selects for the first `count` flows of `flows` in one core call; returns their results (a view). */
+  select(count: number, now?: number): Uint8Array;
+}
+
 export interface Selection {
   verdict: Verdict;
   service?: string;
@@ -315,6 +333,27 @@ export class Selector {
       results.set(this.core.memory.subarray(rp, rp + n * RESULT.size), done * RESULT.size);
     }
     return results;
+  }
+
+  /** The core's flow batch buffer, to fill in place (FlowBatch). */
+  flowBatch(): FlowBatch {
+    const core = this.core;
+    const { flows, results } = core.batchBuffer();
+    const capacity = core.batchCapacity;
+    return {
+      capacity,
+      get flows(): Uint8Array {
+        return core.memory.subarray(flows, flows + capacity * FLOW.size);
+      },
+      get results(): Uint8Array {
+        return core.memory.subarray(results, results + capacity * RESULT.size);
+      },
+      select(count: number, now: number = nowSeconds()): Uint8Array {
+        if (!Number.isInteger(count) || count < 0 || count > capacity) throw new RangeError(`flow batch of ${count}: must be a whole number from 0 to ${capacity}`);
+        core.selectBatchInPlace(count, now);
+        return core.memory.subarray(results, results + count * RESULT.size);
+      },
+    };
   }
 
   /**

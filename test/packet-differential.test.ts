@@ -682,8 +682,8 @@ interface Outcome {
   reply: Uint8Array | undefined;
 }
 
-/** Runs packets through a dataplane in one processBatch call. */
-function runCore(dp: Dataplane, packets: Built[], now: number): Outcome[] {
+/** Runs packets through a dataplane (or a selector over an image) in one processBatch call. */
+function runCore(dp: Selector, packets: Built[], now: number): Outcome[] {
   const data = concat(...packets.map((p) => p.bytes));
   const offsets = new Uint32Array(packets.length);
   const lengths = new Uint32Array(packets.length);
@@ -1136,20 +1136,7 @@ describe('packet path: corrupted images', () => {
           let now = 100;
           for (const ops of batches) {
             const packets = ops.flatMap((op) => build(op, st, fes));
-            const data = concat(...packets.map((p) => p.bytes));
-            const offsets = new Uint32Array(packets.length);
-            const lengths = new Uint32Array(packets.length);
-            let at = 0;
-            packets.forEach((p, i) => {
-              offsets[i] = at;
-              lengths[i] = p.bytes.length;
-              at += p.bytes.length;
-            });
-            const r = sel.packets.processBatch(data, offsets, lengths, now);
-            const core: Outcome[] = packets.map((_, i) => ({
-              verdict: r.verdicts[i] as number, reason: r.reasons[i] as number, revnat: r.revnat[i] as number,
-              output: data.slice(offsets[i] as number, (offsets[i] as number) + (lengths[i] as number)), reply: r.replies[i],
-            }));
+            const core = runCore(sel, packets, now);
             const ref = runModel(model, packets, now);
             const diff = firstDifference(packets, core, ref, ['core', 'model'], now);
             if (diff) {

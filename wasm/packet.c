@@ -400,25 +400,35 @@ static inline u32 ct_home(const struct sp_pctx *pc, struct ct_key *k) {
   return k->home;
 }
 
-static struct sp_ct *ct_find(const struct sp_pctx *pc, struct ct_key *k, u32 now, u32 *index) {
-  u32 home = ct_home(pc, k);
-  u64 tag = ct_tag(k);
-  k->searched = 1;
-  k->stale = SP_NONE;
+/* The first entry of a key (given as its words) in its probe window, or 0; its slot in *index. */
+static ALWAYS_INLINE struct sp_ct *ct_first(const struct sp_pctx *pc, u32 home, u64 a0, u64 a1, u64 b0, u64 b1,
+                                            u64 tag, u32 *index) {
   for (u32 i = 0; i < CT_PROBE; i++) {
     u32 at = (home + i) & pc->ct_mask;
     struct sp_ct *e = ct_at(pc, at);
     if (e->type == CT_EMPTY) return 0; /* nothing of the key lies past it (packet.h, CT_DEAD) */
-    if (ct_match_tag(e, k, tag)) {
-      if (!ct_live(pc, e, at, now)) {
-        k->stale = at;
-        return 0;
-      }
+    if (ct_match_words(e, a0, a1, b0, b1, tag)) {
       *index = at;
       return e;
     }
   }
   return 0;
+}
+
+/* The key's live entry, or 0: the first entry of the key decides; when it has expired, k->stale says
+ * where it is (for the claim that usually follows). */
+static struct sp_ct *ct_find(const struct sp_pctx *pc, struct ct_key *k, u32 now, u32 *index) {
+  u32 home = ct_home(pc, k), at = SP_NONE;
+  k->searched = 1;
+  k->stale = SP_NONE;
+  struct sp_ct *e = ct_first(pc, home, ld64(k->a), ld64(k->a + 8), ld64(k->b), ld64(k->b + 8), ct_tag(k), &at);
+  if (!e) return 0;
+  if (!ct_live(pc, e, at, now)) {
+    k->stale = at;
+    return 0;
+  }
+  *index = at;
+  return e;
 }
 
 static void ct_kill(struct sp_pctx *pc, struct sp_ct *e, u32 index) {
@@ -868,21 +878,6 @@ static inline int looked_up(struct ct_lookup *pre, u32 home, struct sp_ct *e, u3
   pre->stale = stale;
   pre->fe = 0;
   return FAST_LOOKED_UP;
-}
-
-/* The first entry of a key (given as its words) in its probe window, or 0; its slot in *index. */
-static ALWAYS_INLINE struct sp_ct *ct_first(const struct sp_pctx *pc, u32 home, u64 a0, u64 a1, u64 b0, u64 b1,
-                                            u64 tag, u32 *index) {
-  for (u32 i = 0; i < CT_PROBE; i++) {
-    u32 at = (home + i) & pc->ct_mask;
-    struct sp_ct *e = ct_at(pc, at);
-    if (e->type == CT_EMPTY) return 0; /* as ct_find */
-    if (ct_match_words(e, a0, a1, b0, b1, tag)) {
-      *index = at;
-      return e;
-    }
-  }
-  return 0;
 }
 
 /* fast_l4 for one IP version (a constant: each gets its own copy, with the other version's branches gone). */

@@ -13,8 +13,9 @@
 //   'pure JS Map baseline'              bench/baseline-js.ts on the same flows as objects
 // Experiments (native core only, each on a fresh core that loads the canonical image, Dataplane.image:
 // its layout differs from the served image, which apply() updates in place, so they compare to each other):
-//   'native core only, fresh core'      the reference for the experiments
-//   'native core only, huge pages'      core memory madvise(MADV_HUGEPAGE)d (transparent huge pages)
+//   'native core only, fresh core'      the reference for the experiments: core memory in 4 KiB pages
+//   'native core only, huge pages'      core memory madvise(MADV_HUGEPAGE)d (transparent huge pages, the
+//                                       native engine's default)
 // benny times the cases one after another; on a shared machine a burst of load then lands on one case.
 // So the cases are also timed interleaved (ROUNDS rounds, each timing BATCHES_PER_SAMPLE batches of
 // every case in turn), and both sets of figures are reported.
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
     check(equalBytes(c.results(), reference), 'core-only results differ from selectBatch results');
   }
   const canonical = ndp.image;
-  const fresh = createNativeCore({}, engine);
+  const fresh = createNativeCore({ hugePages: false }, engine);
   fresh.loadImage(canonical);
   const huge = createNativeCore({ hugePages: true }, engine);
   huge.loadImage(canonical);

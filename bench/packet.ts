@@ -12,6 +12,10 @@
 //   replies, core            the backends' replies to the established flows (backend -> client): reverse NAT
 //   established, processBatch  the public API: copy in, core call, rewritten bytes and verdicts copied out
 //                            (into result arrays reused from batch to batch)
+//   established / replies, 128k flows  the same over 2^17 flows in a 2^20-entry conntrack table (80 MiB),
+//                            where nearly every packet's entries miss the caches; the native engine
+//                            prefetches them (wasm cannot) and runs on huge pages (its default; the
+//                            '4 KiB pages' cases without)
 //   TS reference             the reference model on the same packets (established / new)
 // Timed by benny one case after another, and again in interleaved rounds (every case in turn), since
 // on a shared machine a burst of load would otherwise land on one case; ratios use the interleaved medians.
@@ -35,6 +39,13 @@ const BATCH = 256;
 /** Distinct flows per case: 16 batches, so the conntrack working set is not one batch. */
 const POOL_BATCHES = 16;
 const CONNTRACK = 1 << 16;
+/** The large cases: 2^17 established flows (forward and reply entries: a quarter of a 2^20-entry conntrack
+ * table of 80 MiB, so that no probe window fills and evicts), far more than this machine's L2 holds, in
+ * random order: nearly every packet's conntrack entry is a cache miss, as on a load balancer with many
+ * concurrent flows. */
+const LARGE_BATCHES = 512;
+const LARGE_CONNTRACK = 1 << 20;
+const LARGE = `${(LARGE_BATCHES * BATCH) / 1024}k flows`;
 const WARMUP_CALLS = 3000;
 const CASE_OPTIONS = { minSamples: 40, maxTime: 4, minTime: 0.05, delay: 0.005 };
 const TARGETS = { established: 40, newFlows: 80, speedup: 10 };
@@ -52,16 +63,16 @@ class BenchDataplane extends Dataplane {
 }
 
 interface Pool {
-  /** POOL_BATCHES batches of BATCH packets, each batch contiguous. */
+  /** Batches of BATCH packets (POOL_BATCHES, or LARGE_BATCHES for the large cases), each contiguous. */
   batches: Uint8Array[];
 }
 
-function packetPool(cluster: SyntheticCluster, flags: number, seed: number): Pool {
+function packetPool(cluster: SyntheticCluster, flags: number, seed: number, count = POOL_BATCHES): Pool {
   const next = prng(seed);
   const rnd = (): number => next() / 0x100000000; // [0, 1)
   const tcpServices = cluster.services.filter((s) => s.protocol === 'TCP');
   const batches: Uint8Array[] = [];
-  for (let k = 0; k < POOL_BATCHES; k++) {
+  for (let k = 0; k < count; k++) {
     const buf = new Uint8Array(BATCH * 40);
     for (let i = 0; i < BATCH; i++) {
       const svc = tcpServices[Math.floor(rnd() * tcpServices.length)] as (typeof tcpServices)[number];
@@ -80,12 +91,15 @@ function packetPool(cluster: SyntheticCluster, flags: number, seed: number): Poo
  * what the reverse NAT turns back into frontend -> client. The backends are read from a dataplane that
  * ran the pool (every engine and the model choose the same ones: Maglev tables and hashes are seeded).
  */
-function replyPool(cluster: SyntheticCluster, established: Pool, make: () => BenchDataplane, start: number): Pool {
-  const dp = make();
-  const run = packetRunner(dp, cluster);
+function replyPool(established: Pool, dp: BenchDataplane, run: Runner, start: number): Pool {
   for (const batch of established.batches) run.run(batch, start);
+  return repliesOf(established, dp, start);
+}
+
+/** The reply pool of a pool whose flows `dp` tracks. */
+function repliesOf(established: Pool, dp: BenchDataplane, start: number): Pool {
   const backendOf = new Map(dp.packets.conntrack(start).map((e) => [`${e.client.address}:${e.client.port}`, e.backend]));
-  const batches = established.batches.map((pool) => {
+  return { batches: established.batches.map((pool) => {
     const out = new Uint8Array(BATCH * 40);
     for (let i = 0; i < BATCH; i++) {
       const p = pool.subarray(i * 40, i * 40 + 40);
@@ -96,7 +110,25 @@ function replyPool(cluster: SyntheticCluster, established: Pool, make: () => Ben
       out.set(ipv4({ src: be.address, dst: client, df: true }, tcp({ sport: be.port, dport: cport, flags: 0x10 })), i * 40);
     }
     return out;
-  });
+  }) };
+}
+
+/** The packets of `pool` whose flow `dp` tracks, in order, in whole batches. */
+function tracked(pool: Pool, dp: BenchDataplane, start: number): Pool {
+  const live = new Set(dp.packets.conntrack(start).map((e) => `${e.client.address}:${e.client.port}`));
+  const kept: Uint8Array[] = [];
+  for (const batch of pool.batches) {
+    for (let i = 0; i < BATCH; i++) {
+      const p = batch.subarray(i * 40, i * 40 + 40);
+      if (live.has(`${p[12]}.${p[13]}.${p[14]}.${p[15]}:${(p[20] as number) << 8 | (p[21] as number)}`)) kept.push(p);
+    }
+  }
+  const batches: Uint8Array[] = [];
+  for (let k = 0; (k + 1) * BATCH <= kept.length; k++) {
+    const out = new Uint8Array(BATCH * 40);
+    for (let i = 0; i < BATCH; i++) out.set(kept[k * BATCH + i] as Uint8Array, i * 40);
+    batches.push(out);
+  }
   return { batches };
 }
 
@@ -121,7 +153,12 @@ const BATCHES_PER_ROUND = 200;
 const WARM_BATCHES_PER_ROUND = 2 * POOL_BATCHES;
 
 /** A dataplane with the cluster applied, and its core's packet buffers set up for one BATCH of 40-byte packets. */
-function packetRunner(dp: BenchDataplane, cluster: SyntheticCluster): { run: (batch: Uint8Array, t: number) => void; reasons: () => Set<string> } {
+interface Runner {
+  run: (batch: Uint8Array, t: number) => void;
+  reasons: () => Set<string>;
+}
+
+function packetRunner(dp: BenchDataplane, cluster: SyntheticCluster): Runner {
   check(dp.apply(cluster.objects).length === 0, 'apply reported errors');
   const core = dp.benchCore;
   const buf = core.packetBuffers();
@@ -188,6 +225,31 @@ function engineCases(make: () => BenchDataplane, cluster: SyntheticCluster, esta
   ];
 }
 
+/**
+ * The large cases of one engine: established flows and their replies over LARGE_BATCHES batches of
+ * distinct flows in a LARGE_CONNTRACK table; the reply pool is built from this engine's own entries.
+ */
+function largeCases(make: () => BenchDataplane, cluster: SyntheticCluster, pool: Pool, start: number, label: string): Case[] {
+  const dp = make();
+  const est = packetRunner(dp, cluster);
+  for (const batch of pool.batches) est.run(batch, start);
+  // A few flows of so many find their probe window full and evict another flow (counted): the pool keeps
+  // the flows that are still tracked, in whole batches, so that every packet timed is established.
+  const established = tracked(pool, dp, start);
+  check(established.batches.length >= LARGE_BATCHES - 2, `${dp.engine}: only ${established.batches.length} batches of the large pool stay tracked`);
+  const replies = repliesOf(established, dp, start);
+  est.run(established.batches[0] as Uint8Array, start);
+  check(est.reasons().size === 1 && est.reasons().has('forward_established'), `${dp.engine}: large established pool gave ${[...est.reasons()].join(', ')}`);
+  est.run(replies.batches[0] as Uint8Array, start);
+  check(est.reasons().size === 1 && est.reasons().has('reverse_nat'), `${dp.engine}: large reply pool gave ${[...est.reasons()].join(', ')}`);
+  let ek = 0;
+  let rk = 0;
+  return [
+    { name: `${dp.engine} established, ${LARGE}, core${label}`, engine: dp.engine, run: () => est.run(established.batches[ek++ % established.batches.length] as Uint8Array, start) },
+    { name: `${dp.engine} replies, ${LARGE}, core${label}`, engine: dp.engine, run: () => est.run(replies.batches[rk++ % replies.batches.length] as Uint8Array, start) },
+  ];
+}
+
 function referenceCases(dp: BenchDataplane, established: Pool, fresh: Pool, replies: Pool, start: number): Case[] {
   // Two models, for the reason engineCases gives two dataplanes.
   const model = new PacketModel(dp, { conntrackCapacity: CONNTRACK });
@@ -236,18 +298,23 @@ async function main(): Promise<void> {
   const established = packetPool(cluster, 0x10, 11);
   const fresh = packetPool(cluster, 0x02, 12);
   const start = 1_000_000;
-  const dataplane = (engine: 'wasm' | 'native') => (): BenchDataplane => new BenchDataplane({ node: NODE_NAME, tableSeed: 7, engine, conntrackCapacity: CONNTRACK });
-  const engines: (() => BenchDataplane)[] = [dataplane('wasm')];
+  const dataplane = (engine: 'wasm' | 'native', conntrackCapacity = CONNTRACK, hugePages?: boolean) => (): BenchDataplane =>
+    new BenchDataplane({ node: NODE_NAME, tableSeed: 7, engine, conntrackCapacity, ...(hugePages === undefined ? {} : { hugePages }) });
+  const engines: ('wasm' | 'native')[] = ['wasm'];
   try {
     nativeEngine(); // finds the addon beside the sources (this file also runs from build/bench/)
-    engines.push(dataplane('native'));
+    engines.push('native');
   } catch (err) {
     console.log(`native engine unavailable, wasm and TS only: ${causeChain(err)}`);
   }
   const cases: Case[] = [];
-  const replies = replyPool(cluster, established, engines[0] as () => BenchDataplane, start);
-  for (const make of engines) cases.push(...engineCases(make, cluster, established, fresh, replies, start));
-  const referenceDp = (engines[0] as () => BenchDataplane)();
+  const first = dataplane('wasm')();
+  const replies = replyPool(established, first, packetRunner(first, cluster), start);
+  for (const engine of engines) cases.push(...engineCases(dataplane(engine), cluster, established, fresh, replies, start));
+  const large = packetPool(cluster, 0x10, 13, LARGE_BATCHES);
+  for (const engine of engines) cases.push(...largeCases(dataplane(engine, LARGE_CONNTRACK), cluster, large, start, ''));
+  if (engines.includes('native')) cases.push(...largeCases(dataplane('native', LARGE_CONNTRACK, false), cluster, large, start, ', 4 KiB pages'));
+  const referenceDp = dataplane('wasm')();
   check(referenceDp.apply(cluster.objects).length === 0, 'apply reported errors');
   cases.push(...referenceCases(referenceDp, established, fresh, replies, start));
 
@@ -296,6 +363,8 @@ async function main(): Promise<void> {
     ratios['native vs wasm, established'] = med('wasm established, core') / med('native established, core');
     ratios['native vs wasm, new flows'] = med('wasm new flows, core') / med('native new flows, core');
     ratios['native vs wasm, replies'] = med('wasm replies (reverse NAT), core') / med('native replies (reverse NAT), core');
+    ratios[`native vs wasm, established, ${LARGE}`] = med(`wasm established, ${LARGE}, core`) / med(`native established, ${LARGE}, core`);
+    ratios[`native vs wasm, replies, ${LARGE}`] = med(`wasm replies, ${LARGE}, core`) / med(`native replies, ${LARGE}, core`);
     ratios['native vs wasm, processBatch'] = med('wasm established, processBatch (copy in/out)') / med('native established, processBatch (copy in/out)');
   }
   for (const [k, v] of Object.entries(ratios)) console.log(`  ${k}: ${v.toFixed(2)}x`);
@@ -315,7 +384,7 @@ async function main(): Promise<void> {
   writeFileSync(file, `${JSON.stringify({
     benchmark: 'packet', date: new Date().toISOString(), engines: cases.filter((c) => c.engine !== 'ts' && c.name.endsWith('established, core')).map((c) => c.engine),
     machine: { cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memoryGiB: Number((totalmem() / 2 ** 30).toFixed(1)), node: process.version, loadAverage: { start: loadAtStart, end: loadEnd } },
-    method: { services: SERVICES, batch: BATCH, poolBatches: POOL_BATCHES, conntrack: CONNTRACK, warmupCallsPerCase: WARMUP_CALLS, benny: CASE_OPTIONS, rounds: ROUNDS, batchesPerRound: BATCHES_PER_ROUND, warmBatchesPerRound: WARM_BATCHES_PER_ROUND },
+    method: { services: SERVICES, batch: BATCH, poolBatches: POOL_BATCHES, conntrack: CONNTRACK, largeBatches: LARGE_BATCHES, largeConntrack: LARGE_CONNTRACK, warmupCallsPerCase: WARMUP_CALLS, benny: CASE_OPTIONS, rounds: ROUNDS, batchesPerRound: BATCHES_PER_ROUND, warmBatchesPerRound: WARM_BATCHES_PER_ROUND },
     cases: figures, ratios, target: { established: est, newFlows: neu, goals: TARGETS, met },
   }, null, 2)}\n`);
   console.log(`wrote ${file.pathname}`);

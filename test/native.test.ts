@@ -417,6 +417,16 @@ describe('native vs wasm: identical results', () => {
     }
   });
 
+  it('backs core memory with transparent huge pages by default; hugePages: false turns it off', async () => {
+    if (!hasCompiler) return expect(native.engine).toBeUndefined();
+    const huge = (x: object): unknown => (x as { hugePages?: unknown }).hugePages;
+    expect(huge(nativeExports(nativeEngine()))).toBe(true);
+    expect(huge(nativeExports(nativeEngine(), { hugePages: false }))).toBe(false);
+    // Through the Dataplane option, which reaches the instance the core runs on.
+    const dp = await createDataplane({ node: NODE, engine: 'native', hugePages: false });
+    expect(huge((dp as unknown as { core: { x: object } }).core.x)).toBe(false);
+  });
+
   it('raw exports agree: hashes and struct sizes of every core file', () => {
     if (!hasCompiler) return expect(native.engine).toBeUndefined();
     const wx = new WebAssembly.Instance(wasmModule(), {}).exports as unknown as CoreExports & Record<string, (...a: number[]) => number>;

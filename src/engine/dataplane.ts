@@ -13,8 +13,8 @@ import {
   DEFAULT_CLUSTER_SEED, FLOW, HEADER, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
   R_AFFINITY, VERDICTS, type Verdict,
 } from '../compile/layout.js';
-import { type Core, type CoreOptions, type EngineKind, type ReaderHandle, createWasmCore } from './core.js';
-import { causeChain, createNativeCore, loadNative } from './native.js';
+import { type Core, type EngineKind, type ReaderHandle, createWasmCore } from './core.js';
+import { type NativeCoreOptions, causeChain, createNativeCore, loadNative } from './native.js';
 import { PacketPath, type FrontendNamer, type PacketOutcome } from './packet.js';
 
 export type EngineName = 'auto' | 'wasm' | 'native';
@@ -45,6 +45,8 @@ export interface DataplaneOptions {
   readers?: number;
   /** Capacity of the packet path's conntrack table (entries, 80 bytes each). Default 16384. */
   conntrackCapacity?: number;
+  /** Native engine: back the core's memory with transparent huge pages (madvise MADV_HUGEPAGE). Default true. */
+  hugePages?: boolean;
 }
 
 export interface Flow {
@@ -134,7 +136,7 @@ const ENGINES: readonly string[] = ['auto', 'wasm', 'native'];
  * Picks and starts the engine: $SVCPLANE_ENGINE when set, else `engine`. 'auto' tries native, then wasm;
  * a forced engine that cannot start throws EngineError with the reasons in its `cause` chain.
  */
-function resolveEngine(engine: EngineName, coreOpts: CoreOptions): ResolvedEngine {
+function resolveEngine(engine: EngineName, coreOpts: NativeCoreOptions): ResolvedEngine {
   const env = process.env.SVCPLANE_ENGINE;
   const forced = env !== undefined && env !== '';
   if (forced && !ENGINES.includes(env)) throw new EngineError(`SVCPLANE_ENGINE="${env}" is not an engine (auto, wasm or native)`);
@@ -205,12 +207,12 @@ export class Selector {
   private readonly flowBuf = new Uint8Array(FLOW.size);
   private packetPath: PacketPath | undefined;
 
-  constructor(opts: { engine?: EngineName; affinityCapacity?: number; readers?: number; conntrackCapacity?: number }) {
+  constructor(opts: { engine?: EngineName; affinityCapacity?: number; readers?: number; conntrackCapacity?: number; hugePages?: boolean }) {
     if (opts.readers && opts.engine === 'native') throw new EngineError('reader threads need the WebAssembly engine (shared memory)');
     // Reader threads share the core's memory, which only the shared-memory WebAssembly build can do.
     const resolved = opts.readers
       ? { core: createWasmCore({ affinityCapacity: opts.affinityCapacity, readers: opts.readers, conntrackCapacity: opts.conntrackCapacity }), engine: 'wasm' as const, reason: 'WebAssembly core (shared memory, for reader threads)' }
-      : resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity, conntrackCapacity: opts.conntrackCapacity });
+      : resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity, conntrackCapacity: opts.conntrackCapacity, hugePages: opts.hugePages });
     this.core = resolved.core;
     this.engine = resolved.engine;
     this.engineReason = resolved.reason;

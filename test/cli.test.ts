@@ -168,6 +168,8 @@ describe('usage', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^engine: (wasm|native) \(.+\)$/m);
     expect(r.out).toMatch(/^native addon: /m);
+    // With the addon there: whether its core memory can get huge pages here (the kernel's THP mode).
+    if (/^engine: native/m.test(r.out)) expect(r.out).toMatch(/^ {2}core memory: transparent huge pages .*the kernel's mode: \S+/m);
   });
 
   it('has --help on every command', async () => {

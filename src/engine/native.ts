@@ -243,6 +243,16 @@ export function causeChain(err: unknown): string {
   return parts.join(': ');
 }
 
+/** The kernel's transparent huge page mode ('always', 'madvise' or 'never': with 'never', hugePages does nothing). */
+function thpMode(): string {
+  try {
+    const text = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+    return /\[(\w+)\]/.exec(text)?.[1] ?? text.trim();
+  } catch {
+    return 'unknown (no /sys/kernel/mm/transparent_hugepage)';
+  }
+}
+
 /** What `svcplane version --verbose` can print about the native engine: where it is, how it was built, or why it is missing. */
 export function nativeReport(): string[] {
   const lines: string[] = [];
@@ -251,6 +261,7 @@ export function nativeReport(): string[] {
     lines.push(`native addon: ${e.path}${e.source === 'env' ? ` (${NATIVE_PATH_ENV})` : ''}`);
     lines.push(`  compiled by ${e.addon.compiler} with ${e.addon.cflags}; core files: ${e.addon.units.join(', ')}`);
     if (e.status?.when) lines.push(`  built ${e.status.when} for node ${e.status.node ?? '?'}`);
+    lines.push(`  core memory: transparent huge pages asked for by default (hugePages option); the kernel's mode: ${thpMode()}`);
   } catch (err) {
     lines.push(`native addon: unavailable: ${causeChain(err)}`);
     const status = readBuildStatus();

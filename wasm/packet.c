@@ -999,8 +999,8 @@ static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct vie
 #define PREFETCH_AHEAD 8 /* -DPREFETCH_AHEAD=0 builds the native core without it */
 #endif
 /* Conntrack tables smaller than this (2^17 entries, 10 MiB) are not prefetched: the entries of such a
- * table's flows mostly stay in the caches, and the guesses would cost ~120 instructions per packet for
- * nothing (bench:packet's 4,096 flows in 2^16 entries: none faster). */
+ * table's flows mostly stay in the caches, and the guesses cost ~120 instructions per packet (bench:packet's
+ * 4,096 established flows in 2^16 entries, in a C harness: 25.7-27.5 -> 31.5 ns per packet). */
 #ifndef PREFETCH_MIN_ENTRIES /* the fuzz harness lowers it, to run the prefetching too */
 #define PREFETCH_MIN_ENTRIES (1u << 17)
 #endif

@@ -152,12 +152,14 @@ const BATCHES_PER_ROUND = 200;
  * other data in the caches, and timing that refill would charge one case for another's working set. */
 const WARM_BATCHES_PER_ROUND = 2 * POOL_BATCHES;
 
-/** A dataplane with the cluster applied, and its core's packet buffers set up for one BATCH of 40-byte packets. */
 interface Runner {
+  /** Copies one batch into core memory and runs it at time t. */
   run: (batch: Uint8Array, t: number) => void;
+  /** The reasons of the last batch's packets. */
   reasons: () => Set<string>;
 }
 
+/** A dataplane with the cluster applied, and its core's packet buffers set up for one BATCH of 40-byte packets. */
 function packetRunner(dp: BenchDataplane, cluster: SyntheticCluster): Runner {
   check(dp.apply(cluster.objects).length === 0, 'apply reported errors');
   const core = dp.benchCore;

@@ -200,7 +200,7 @@ export function loadNative(opts: LoadOptions = {}): NativeEngine {
 export interface NativeCoreOptions extends CoreOptions {
   /**
    * madvise(MADV_HUGEPAGE) the core memory (transparent huge pages). Default on: a conntrack table larger
-   * than the TLB covers runs ~10-15% faster (bench:packet's 128k-flow cases), small tables no slower.
+   * than the TLB covers runs 5-15% faster in most runs (bench:packet's 128k-flow cases), small tables no slower.
    */
   hugePages?: boolean;
 }

@@ -8,6 +8,7 @@
 // SVCPLANE_DIFF_SCALE=N multiplies the run counts (soak runs); the default keeps the file around 15 s.
 
 import fc from 'fast-check';
+import { fcReplay } from './helpers/fc-replay.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Dataplane, Selector, createDataplane, encodeFlows } from '../src/engine/dataplane.js';
 import { RESULT } from '../src/compile/layout.js';
@@ -922,7 +923,7 @@ describe('differential: special images', () => {
           });
         },
       ),
-      { numRuns: runs(200), interruptAfterTimeLimit: ASSERT_LIMIT, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true } : {}) },
+      { numRuns: runs(200), interruptAfterTimeLimit: ASSERT_LIMIT, ...fcReplay() },
     );
     console.log('corrupted images', { accepted, rejected, nonCanonical, badImage });
     expect(accepted).toBeGreaterThan(50);

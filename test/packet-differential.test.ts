@@ -18,6 +18,7 @@
 // directed SCTP case.
 
 import fc from 'fast-check';
+import { fcReplay } from './helpers/fc-replay.js';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Core } from '../src/engine/core.js';
 import { type Dataplane, Selector, createDataplane } from '../src/engine/dataplane.js';
@@ -730,13 +731,9 @@ function firstDifference(packets: Built[], a: Outcome[], b: Outcome[], names: [s
   return undefined;
 }
 
-/**
- * Checks of the outputs against the rules themselves (not the model): an ICMP error translated back quotes
- * the packet as it was before the core translated it, and a fragmented datagram translated fragment by
- * fragment reassembles into one whose TCP/UDP checksum (SCTP: CRC32c) is right.
- */
 /** Where the upper-layer header of an IP packet starts: after IPv4's options, after IPv6's extension
- * headers (hop-by-hop, routing, fragment, destination options; AH in 4-byte units). */
+ * headers (hop-by-hop, routing, fragment, destination options; AH in 4-byte units). Unlike helpers'
+ * parse(), it stops where a quote (an ICMP error's, perhaps truncated) runs out. */
 function quotedL4(b: Uint8Array): number {
   if ((b[0] as number) >> 4 !== 6) return ((b[0] as number) & 15) * 4;
   let nh = b[6] as number;
@@ -749,6 +746,11 @@ function quotedL4(b: Uint8Array): number {
   return at;
 }
 
+/**
+ * Checks of the outputs against the rules themselves (not the model): an ICMP error translated back quotes
+ * the packet as it was before the core translated it, and a fragmented datagram translated fragment by
+ * fragment reassembles into one whose TCP/UDP checksum (SCTP: CRC32c) is right.
+ */
 function ruleChecks(packets: Built[], outs: Outcome[]): string | undefined {
   const firsts = new Map<number, number>();
   for (let i = 0; i < packets.length; i++) {
@@ -1040,7 +1042,7 @@ describe('packet path: core vs TypeScript reference model', () => {
         if (diff) throw new Error(diff);
       }),
       // FC_SEED and FC_PATH (from a failure's report) replay one counterexample.
-      { numRuns: runs(400), interruptAfterTimeLimit: ASSERT_LIMIT, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true } : {}) },
+      { numRuns: runs(400), interruptAfterTimeLimit: ASSERT_LIMIT, ...fcReplay() },
     );
     const need = PR_NAMES.filter((n) => n !== 'BAD_IMAGE' && n !== 'NO_IMAGE').map((n) => `reason:${n}`);
     need.push('model:kept', 'model:backendGone', 'model:portReuse', 'batch:split');

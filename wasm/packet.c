@@ -334,10 +334,11 @@ static inline u64 ld64(const u8 *p) {
   return v;
 }
 
+/* Ports and protocol as an entry stores them (bytes 32..36, little-endian); the type follows (byte 37). */
+static inline u64 ct_ports(u32 aport, u32 bport, u32 proto) { return (u64)aport | (u64)bport << 16 | (u64)proto << 32; }
+
 /* The key's ports, protocol and type as the entry stores them (bytes 32..37, little-endian). */
-static inline u64 ct_tag(const struct ct_key *k) {
-  return (u64)k->aport | (u64)k->bport << 16 | (u64)k->proto << 32 | (u64)k->type << 40;
-}
+static inline u64 ct_tag(const struct ct_key *k) { return ct_ports(k->aport, k->bport, k->proto) | (u64)k->type << 40; }
 
 /* Multiply-xorshift over the key's five 64-bit words, keyed by the per-instance seed (a table of
  * attacker-chosen flows cannot be aimed at one bucket without knowing it). */
@@ -857,6 +858,22 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
 /* The second 64-bit word of an IPv4 address in the image's 16-byte form (::ffff:a.b.c.d); the first is 0. */
 static inline u64 v4_mapped_word(const u8 *a4) { return 0xffff0000ull | (u64)ld32(a4) << 32; }
 
+/* The addresses of a packet of the fast path's shape (IPv4 without options, IPv6 without extension
+ * headers) as a conntrack entry stores them: source and destination in their 16-byte form, as two 64-bit
+ * words each. */
+static ALWAYS_INLINE void fast_addr_words(const u8 *ip, const int v6, u64 w[4]) {
+  if (!v6) {
+    w[0] = w[2] = 0;
+    w[1] = v4_mapped_word(ip + 12);
+    w[3] = v4_mapped_word(ip + 16);
+  } else {
+    w[0] = ld64(ip + 8);
+    w[1] = ld64(ip + 16);
+    w[2] = ld64(ip + 24);
+    w[3] = ld64(ip + 32);
+  }
+}
+
 /* The fast path of the most common packets: TCP or UDP over IPv4 without options or fragmentation, or
  * over IPv6 without extension headers. The same checks as parse_ip and parse_l4 for that one shape of
  * packet, then l4_packet's steps in its order, on the addresses as they are in the packet (IPv4 hashed
@@ -885,8 +902,7 @@ static inline int looked_up(struct ct_lookup *pre, u32 home, struct sp_ct *e, u3
 static ALWAYS_INLINE int fast_ip(struct sp_pctx *pc, struct view *v, struct sp_pkt *d, u8 *ip, u32 len, u32 gen,
                                  u32 now, struct ct_lookup *pre, const int v6) {
   struct pkt p;
-  u64 a0, a1, b0, b1; /* source and destination in their 16-byte form, as two 64-bit words each */
-  u8 dst16[16];       /* an IPv4 destination in its 16-byte form, for the frontend lookup */
+  u8 dst16[16]; /* an IPv4 destination in its 16-byte form, for the frontend lookup */
   if (!v6) { /* IPv4, no options */
     p.total = be16(ip + 2);
     if (p.total > len || (be16(ip + 6) & 0x3fffu) != 0) return FAST_NO; /* fragments: MF or an offset */
@@ -897,9 +913,6 @@ static ALWAYS_INLINE int fast_ip(struct sp_pctx *pc, struct view *v, struct sp_p
     p.l4 = 20;
     p.saddr = ip + 12;
     p.daddr = ip + 16;
-    a0 = b0 = 0;
-    a1 = v4_mapped_word(ip + 12);
-    b1 = v4_mapped_word(ip + 16);
   } else { /* IPv6, the upper layer right after the header */
     p.total = 40 + be16(ip + 4);
     if (p.total > len || is_v4_mapped(ip + 8) || is_v4_mapped(ip + 24)) return FAST_NO;
@@ -910,10 +923,6 @@ static ALWAYS_INLINE int fast_ip(struct sp_pctx *pc, struct view *v, struct sp_p
     p.l4 = 40;
     p.saddr = ip + 8;
     p.daddr = ip + 24;
-    a0 = ld64(ip + 8);
-    a1 = ld64(ip + 16);
-    b0 = ld64(ip + 24);
-    b1 = ld64(ip + 32);
   }
   if (p.total < p.l4 + 8) return FAST_NO;
   const u8 *h = ip + p.l4;
@@ -932,7 +941,9 @@ static ALWAYS_INLINE int fast_ip(struct sp_pctx *pc, struct view *v, struct sp_p
   p.frag = 0;
   p.sport = be16(h);
   p.dport = be16(h + 2);
-  u64 ports = (u64)p.sport | (u64)p.dport << 16 | (u64)p.proto << 32;
+  u64 w[4];
+  fast_addr_words(ip, v6, w);
+  const u64 a0 = w[0], a1 = w[1], b0 = w[2], b1 = w[3], ports = ct_ports(p.sport, p.dport, p.proto);
 
   u64 tag = ports | (u64)CT_FORWARD << 40;
   u32 home = ct_hash_words(pc, a0, a1, b0, b1, tag), at = SP_NONE;
@@ -995,7 +1006,10 @@ static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct vie
   set_verdict(d, PV_PASS, PR_NOT_SERVICE);
 }
 
-#if !defined(__wasm__) && !defined(PREFETCH_AHEAD)
+#ifdef __wasm__
+#undef PREFETCH_AHEAD
+#define PREFETCH_AHEAD 0 /* wasm has no prefetch instruction */
+#elif !defined(PREFETCH_AHEAD)
 #define PREFETCH_AHEAD 8 /* -DPREFETCH_AHEAD=0 builds the native core without it */
 #endif
 /* Conntrack tables smaller than this (2^17 entries, 10 MiB) are not prefetched: the entries of such a
@@ -1004,7 +1018,7 @@ static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct vie
 #ifndef PREFETCH_MIN_ENTRIES /* the fuzz harness lowers it, to run the prefetching too */
 #define PREFETCH_MIN_ENTRIES (1u << 17)
 #endif
-#if !defined(__wasm__) && PREFETCH_AHEAD > 0
+#if PREFETCH_AHEAD > 0
 /* Native only (wasm has no prefetch instruction): prefetching the conntrack entries of the packets ahead
  * in the batch, so that the cache misses of a table larger than the cache overlap the work on the packets
  * before. Stage one, 2 x PREFETCH_AHEAD packets ahead: the home slots of the packet's forward and reply
@@ -1019,21 +1033,17 @@ static void process_one(struct sp_pctx *pc, const struct sp_ctx *ctx, struct vie
 static ALWAYS_INLINE int prefetch_homes(const struct sp_pctx *pc, const struct sp_pkt *d, u32 *f, u32 *r) {
   if (d->len < 24 || !in_memory(d->off, d->len)) return 0;
   const u8 *ip = mem_at(d->off);
-  u64 a0 = 0, a1, b0 = 0, b1, ports;
+  u64 w[4], ports;
   if (ip[0] == 0x45) { /* the bytes up to the ports: 24 */
-    a1 = v4_mapped_word(ip + 12);
-    b1 = v4_mapped_word(ip + 16);
-    ports = (u64)be16(ip + 20) | (u64)be16(ip + 22) << 16 | (u64)ip[9] << 32;
+    fast_addr_words(ip, 0, w);
+    ports = ct_ports(be16(ip + 20), be16(ip + 22), ip[9]);
   } else if ((ip[0] >> 4) == 6 && d->len >= 44) {
-    a0 = ld64(ip + 8);
-    a1 = ld64(ip + 16);
-    b0 = ld64(ip + 24);
-    b1 = ld64(ip + 32);
-    ports = (u64)be16(ip + 40) | (u64)be16(ip + 42) << 16 | (u64)ip[6] << 32;
+    fast_addr_words(ip, 1, w);
+    ports = ct_ports(be16(ip + 40), be16(ip + 42), ip[6]);
   } else {
     return 0;
   }
-  u64 h = ct_hash_addrs(pc, a0, a1, b0, b1); /* the two keys differ in their tag only */
+  u64 h = ct_hash_addrs(pc, w[0], w[1], w[2], w[3]); /* the two keys differ in their tag only */
   *f = ct_hash_tag(h, ports | (u64)CT_FORWARD << 40);
   *r = ct_hash_tag(h, ports | (u64)CT_REPLY << 40);
   return 1;
@@ -1121,7 +1131,7 @@ u32 EXPORT(sp_process_batch)(u32 pctx_off, u32 pkts, u32 count, u32 now) {
   struct view v;
   int attached = view_load(&v, ctx->image);
   u32 gen = attached ? load_acquire(&v.hdr->generation) : 0;
-#if !defined(__wasm__) && PREFETCH_AHEAD > 0
+#if PREFETCH_AHEAD > 0
   /* reply_home[j % 2A]: stage one's reply home slot of packet j, for stage two (A = PREFETCH_AHEAD) */
   u32 reply_home[2 * PREFETCH_AHEAD];
   const int prefetch = attached && pc->ct_mask + 1 >= PREFETCH_MIN_ENTRIES;
@@ -1131,7 +1141,7 @@ u32 EXPORT(sp_process_batch)(u32 pctx_off, u32 pkts, u32 count, u32 now) {
   }
 #endif
   for (u32 i = 0; i < count; i++) {
-#if !defined(__wasm__) && PREFETCH_AHEAD > 0
+#if PREFETCH_AHEAD > 0
     if (prefetch) { /* packet i's slot now serves packet i + 2A (stage one); packet i + A gets stage two */
       reply_home[i % (2 * PREFETCH_AHEAD)] = i + 2 * PREFETCH_AHEAD < count ? prefetch_flow(pc, &d[i + 2 * PREFETCH_AHEAD]) : SP_NONE;
       prefetch_peer(pc, reply_home[(i + PREFETCH_AHEAD) % (2 * PREFETCH_AHEAD)]);

@@ -123,3 +123,10 @@ export function pad(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
 }
 
+/** Rows as aligned text columns: each column but the last padded to its widest cell + 2; lines trimmed. */
+export function columns(rows: string[][]): string[] {
+  const cols = Math.max(...rows.map((r) => r.length));
+  const widths = Array.from({ length: cols }, (_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)) + 2);
+  return rows.map((r) => r.map((cell, c) => (c < cols - 1 ? pad(cell, widths[c] as number) : cell)).join('').trimEnd());
+}
+

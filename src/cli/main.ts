@@ -6,7 +6,7 @@ import { formatHostPort, parseHostPort, PROTOCOL_NUMBERS, type Protocol } from '
 import { createDataplane, type Selection, type Selector } from '../engine/dataplane.js';
 import { ImageError } from '../compile/view.js';
 import {
-  type Io, NODE_HELP, NODE_OPTIONS, UsageError, load, outputFormat, pad, parse, printErrors,
+  type Io, NODE_HELP, NODE_OPTIONS, UsageError, columns, load, outputFormat, pad, parse, printErrors,
 } from './common.js';
 import { type Dump, dumpTables } from '../dump.js';
 import { CoreError } from '../engine/core.js';
@@ -121,8 +121,7 @@ export function formatDumpTable(d: Dump): string {
     rows.push([`${formatHostPort(f.address, f.port)}/${f.protocol}`, f.type, svc, policy, backends[0] as string]);
     for (const b of backends.slice(1)) rows.push(['', '', '', '', b]);
   }
-  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)) + 2);
-  const lines = rows.map((r) => r.map((cell, c) => (c < 4 ? pad(cell, widths[c] as number) : cell)).join('').trimEnd());
+  const lines = columns(rows);
   const s = d.stats;
   const header = `node ${d.node.name || '?'}${d.node.zone ? ` (zone ${d.node.zone})` : ''}: ${s.frontends} frontends, ${s.services} service ports, ${s.backends} backends, image ${s.imageBytes} bytes`;
   return `${header}\n${lines.join('\n')}\n`;

@@ -9,7 +9,7 @@ import type { ConntrackEntry } from '../engine/packet.js';
 import { CaptureError, readCapture, writePcap, type Capture } from '../packet/pcap.js';
 import { replayCapture, type ReplayResult, type ReplaySummary } from '../packet/replay.js';
 import { PACKET_REASONS, REASON_KEYS, type PacketVerdictName } from '../engine/packet-layout.js';
-import { type Io, NODE_HELP, NODE_OPTIONS, UsageError, load, outputFormat, parse, printErrors } from './common.js';
+import { type Io, NODE_HELP, NODE_OPTIONS, UsageError, columns, load, outputFormat, parse, printErrors } from './common.js';
 
 export const REPLAY_HELP = `Usage: svcplane replay PATH...|IMAGE --pcap IN [-w OUT] [--conntrack] [node options] [-o table|json]
 
@@ -79,7 +79,7 @@ export function formatConntrack(entries: readonly ConntrackEntry[]): string {
       formatHostPort(e.backend.address, e.backend.port), e.state, `${e.expiresIn}s`, e.service ?? '',
     ]);
   }
-  return table(rows).join('\n') + '\n';
+  return columns(rows).join('\n') + '\n';
 }
 
 type Replayed = Awaited<ReturnType<typeof loadAndReplay>>;
@@ -146,7 +146,7 @@ export function formatReplaySummary(s: ReplaySummary, counters: Record<string, n
     if (!n) return;
     rows.push([verdictOfKey(key), PACKET_REASONS[code] as string, String(n)]);
   });
-  lines.push(...table(rows));
+  lines.push(...columns(rows));
   const services = Object.keys(s.services).sort();
   if (services.length) {
     lines.push('');
@@ -155,7 +155,7 @@ export function formatReplaySummary(s: ReplaySummary, counters: Record<string, n
       const v = s.services[name] as Record<PacketVerdictName, number>;
       srows.push([name || '(unnamed)', String(v.forward), String(v.reverse), String(v.reject), String(v.drop)]);
     }
-    lines.push(...table(srows));
+    lines.push(...columns(srows));
   }
   lines.push('');
   lines.push(`conntrack: ${counters.conntrack_created ?? 0} flows created, ${counters.conntrack_evicted_table_full ?? 0} live entries evicted (table full); ` +
@@ -165,10 +165,4 @@ export function formatReplaySummary(s: ReplaySummary, counters: Record<string, n
 
 function verdictOfKey(key: string): string {
   return key.startsWith('forward') ? 'forward' : key.startsWith('reverse') ? 'reverse' : key.startsWith('reject') ? 'reject' : key.startsWith('drop') ? 'drop' : 'pass';
-}
-
-function table(rows: string[][]): string[] {
-  const cols = Math.max(...rows.map((r) => r.length));
-  const widths = Array.from({ length: cols }, (_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)) + 2);
-  return rows.map((r) => r.map((cell, c) => (c < cols - 1 ? cell.padEnd(widths[c] as number) : cell)).join('').trimEnd());
 }

@@ -207,12 +207,13 @@ export class Selector {
   private readonly flowBuf = new Uint8Array(FLOW.size);
   private packetPath: PacketPath | undefined;
 
-  constructor(opts: { engine?: EngineName; affinityCapacity?: number; readers?: number; conntrackCapacity?: number; hugePages?: boolean }) {
+  constructor(opts: Pick<DataplaneOptions, 'engine' | 'affinityCapacity' | 'readers' | 'conntrackCapacity' | 'hugePages'>) {
     if (opts.readers && opts.engine === 'native') throw new EngineError('reader threads need the WebAssembly engine (shared memory)');
+    const sizes = { affinityCapacity: opts.affinityCapacity, conntrackCapacity: opts.conntrackCapacity };
     // Reader threads share the core's memory, which only the shared-memory WebAssembly build can do.
     const resolved = opts.readers
-      ? { core: createWasmCore({ affinityCapacity: opts.affinityCapacity, readers: opts.readers, conntrackCapacity: opts.conntrackCapacity }), engine: 'wasm' as const, reason: 'WebAssembly core (shared memory, for reader threads)' }
-      : resolveEngine(opts.engine ?? 'auto', { affinityCapacity: opts.affinityCapacity, conntrackCapacity: opts.conntrackCapacity, hugePages: opts.hugePages });
+      ? { core: createWasmCore({ ...sizes, readers: opts.readers }), engine: 'wasm' as const, reason: 'WebAssembly core (shared memory, for reader threads)' }
+      : resolveEngine(opts.engine ?? 'auto', { ...sizes, hugePages: opts.hugePages });
     this.core = resolved.core;
     this.engine = resolved.engine;
     this.engineReason = resolved.reason;

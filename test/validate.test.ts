@@ -2,6 +2,7 @@ import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { parse } from 'yaml';
 import { validateObject } from '../src/k8s/validate.js';
+import { ClusterState } from '../src/control/state.js';
 import type { ValidationError } from '../src/k8s/types.js';
 
 type Json = Record<string, unknown>;
@@ -282,6 +283,30 @@ describe('valid objects', () => {
       42,
     ]) {
       expect(validateObject(obj)).toEqual([]);
+    }
+  });
+});
+
+describe('objects svcplane does not use', () => {
+  it('are skipped with a note that says why', () => {
+    const cases: [unknown, string, string][] = [
+      [{ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } }, 'Deployment default/web', 'skipped: svcplane does not use apps/v1 Deployment'],
+      [{ apiVersion: 'v2', kind: 'Service', metadata: { name: 'web' } }, 'Service default/web', 'skipped: svcplane reads Service as v1, not v2'],
+      [{ apiVersion: 'discovery.k8s.io/v1beta1', kind: 'EndpointSlice', metadata: { name: 's', namespace: 'x' } }, 'EndpointSlice x/s', 'skipped: svcplane reads EndpointSlice as discovery.k8s.io/v1, not discovery.k8s.io/v1beta1'],
+      [{ apiVersion: 'extensions/v1beta1', kind: 'Ingress', metadata: { name: 'i' } }, 'Ingress default/i', 'skipped: svcplane reads Ingress as networking.k8s.io/v1, not extensions/v1beta1'],
+      [{ kind: 'Service', metadata: { name: 'a' } }, 'Service default/a', 'skipped: no apiVersion (svcplane reads Service as v1)'],
+      [{ kind: 'Widget', metadata: { name: 'a' } }, 'Widget default/a', 'skipped: no apiVersion'],
+      [{ apiVersion: 'v1', metadata: { name: 'a' } }, 'Object default/a', 'skipped: no kind'],
+      [{ apiVersion: 'v1', kind: 'constructor' }, 'constructor default/<unnamed>', 'skipped: svcplane does not use v1 constructor'],
+      [null, 'Object default/<unnamed>', 'skipped: not a Kubernetes object (null)'],
+      [[], 'Object default/<unnamed>', 'skipped: not a Kubernetes object (an array)'],
+      ['Service', 'Object default/<unnamed>', 'skipped: not a Kubernetes object (a string)'],
+    ];
+    for (const [obj, object, message] of cases) {
+      const r = new ClusterState().apply([obj]);
+      expect(r.errors).toEqual([]);
+      expect(r.notes).toEqual([{ object, message }]);
+      expect(r.changedServices.size).toBe(0);
     }
   });
 });

@@ -33,6 +33,28 @@ const SUPPORTED: Record<string, Kind> = {
   'v1/Node': 'Node',
 };
 
+/** The apiVersion svcplane reads each kind it uses as (Ingress kinds: src/ingress). */
+const READ_AS: Record<string, string> = {
+  Service: 'v1',
+  EndpointSlice: 'discovery.k8s.io/v1',
+  Node: 'v1',
+  Ingress: 'networking.k8s.io/v1',
+  IngressClass: 'networking.k8s.io/v1',
+};
+
+/** Why an object of no kind svcplane uses is skipped, in the note that says so. */
+export function skipReason(obj: unknown): string {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    return `not a Kubernetes object (${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : `a ${typeof obj}`})`;
+  }
+  const { apiVersion, kind } = obj as { apiVersion?: unknown; kind?: unknown };
+  if (typeof kind !== 'string' || kind === '') return 'no kind';
+  const readAs = Object.hasOwn(READ_AS, kind) ? READ_AS[kind] : undefined;
+  if (typeof apiVersion !== 'string' || apiVersion === '') return readAs ? `no apiVersion (svcplane reads ${kind} as ${readAs})` : 'no apiVersion';
+  if (readAs) return `svcplane reads ${kind} as ${readAs}, not ${apiVersion}`;
+  return `svcplane does not use ${apiVersion} ${kind}`;
+}
+
 function emptyResult(): ApplyResult {
   return { errors: [], notes: [], changedServices: new Set(), nodesChanged: false, ingressChanged: false };
 }
@@ -64,8 +86,7 @@ export class ClusterState {
       const o = obj as { apiVersion?: unknown; kind?: unknown } | null;
       const kind = o && typeof o === 'object' ? SUPPORTED[`${String(o.apiVersion)}/${String(o.kind)}`] : undefined;
       if (!kind) {
-        const what = o && typeof o === 'object' ? `${String(o.apiVersion)} ${String(o.kind)}` : typeof obj;
-        result.notes.push({ object: objectRef(obj), message: `skipped: svcplane does not use ${what}` });
+        result.notes.push({ object: objectRef(obj), message: `skipped: ${skipReason(obj)}` });
         continue;
       }
       const errors = validateObject(obj);

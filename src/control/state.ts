@@ -42,8 +42,8 @@ const READ_AS: Record<string, string> = {
   IngressClass: 'networking.k8s.io/v1',
 };
 
-/** Why an object of no kind svcplane uses is skipped, in the note that says so. */
-export function skipReason(obj: unknown): string {
+/** Why an object is skipped (not of a kind and version svcplane uses), for the note that says so. */
+function skipReason(obj: unknown): string {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
     return `not a Kubernetes object (${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : `a ${typeof obj}`})`;
   }

@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import wabtInit from 'wabt';
 import { WASM_PATH, createWasmCore, wasmModule } from '../src/engine/core.js';
 import { STRUCT_SIZES, HEADER, ROOT, FLOW, RESULT } from '../src/compile/layout.js';
-import { createDataplane, encodeFlows } from '../src/engine/dataplane.js';
+import { createDataplane, encodeFlow, encodeFlows } from '../src/engine/dataplane.js';
+import { parseIp } from '../src/k8s/net.js';
+import fc from 'fast-check';
 import { murmur3 } from '../src/compile/murmur3.js';
 import { ImageView } from '../src/compile/view.js';
 
@@ -145,6 +147,73 @@ describe('image validation in the core', () => {
     expect(inst.x.sp_select_batch(inst.ctx, 0xfffffff0, 0, 1, 0)).toBe(0);
     expect(inst.x.sp_select_batch(0xfffffff0, 0, 0, 1, 0)).toBe(0);
     expect(FLOW.size).toBe(40);
+  });
+});
+
+describe('flow encoding', () => {
+  // The layout sp_flow has in wasm/svcplane.h, written here from the addresses' 16-byte forms.
+  const expected = (src: string, sport: number, dst: string, dport: number, proto: number): Uint8Array => {
+    const b = new Uint8Array(FLOW.size);
+    b.set((parseIp(src) as { bytes: Uint8Array }).bytes, FLOW.src);
+    b.set((parseIp(dst) as { bytes: Uint8Array }).bytes, FLOW.dst);
+    new DataView(b.buffer).setUint16(FLOW.sport, sport, true);
+    new DataView(b.buffer).setUint16(FLOW.dport, dport, true);
+    b[FLOW.proto] = proto;
+    return b;
+  };
+
+  it('writes both addresses in their 16-byte form, ports little-endian and the protocol number', () => {
+    const buf = new Uint8Array(FLOW.size * 2).fill(0xaa);
+    encodeFlow(buf, FLOW.size, { protocol: 'UDP', src: '10.1.2.3', sport: 0x1234, dst: '10.96.0.10', dport: 53 });
+    expect([...buf.subarray(FLOW.size)]).toEqual([
+      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3,
+      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 96, 0, 10,
+      0x34, 0x12, 53, 0, 17, 0, 0, 0,
+    ]);
+    expect(buf.subarray(0, FLOW.size).every((x) => x === 0xaa)).toBe(true); // only its own bytes
+    encodeFlow(buf, 0, { protocol: 'SCTP', src: '2001:db8::1', sport: 1, dst: '::ffff:10.96.0.10', dport: 2 });
+    expect(buf.subarray(0, FLOW.size)).toEqual(expected('2001:db8::1', 1, '::ffff:10.96.0.10', 2, 132));
+  });
+
+  it('gives the same bytes for IPv4 (written without parseIp) as for any other address', () => {
+    const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'));
+    const addr = fc.oneof(v4, fc.ipV6());
+    fc.assert(
+      fc.property(addr, addr, fc.nat(65535), fc.nat(65535), fc.constantFrom('TCP', 'UDP', 'SCTP') as fc.Arbitrary<'TCP' | 'UDP' | 'SCTP'>, (src, dst, sport, dport, protocol) => {
+        const buf = new Uint8Array(FLOW.size).fill(0x55);
+        encodeFlow(buf, 0, { protocol, src, sport, dst, dport });
+        expect(buf).toEqual(expected(src, sport, dst, dport, { TCP: 6, UDP: 17, SCTP: 132 }[protocol]));
+      }),
+    );
+  });
+
+  it('rejects a bad address or protocol with a TypeError and writes nothing', () => {
+    const ok = { protocol: 'TCP', src: '10.0.0.1', sport: 1, dst: '10.96.0.1', dport: 80 } as const;
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ src: '10.0.0.256' }, /invalid source address "10.0.0.256"/],
+      [{ dst: 'web' }, /invalid destination address "web"/],
+      [{ src: '2001:db8::1', dst: '10.96.0.01' }, /invalid destination address/],
+      [{ protocol: 'ICMP' }, /unknown protocol "ICMP"/],
+      [{ protocol: 'constructor' }, /unknown protocol "constructor"/],
+      [{ protocol: 'toString' }, /unknown protocol "toString"/],
+    ];
+    for (const [change, message] of cases) {
+      const buf = new Uint8Array(FLOW.size).fill(0x55);
+      expect(() => encodeFlow(buf, 0, { ...ok, ...change } as unknown as Parameters<typeof encodeFlow>[2])).toThrow(message);
+      expect(buf.every((x) => x === 0x55)).toBe(true);
+    }
+  });
+});
+
+describe('results', () => {
+  it('describe() names the result it is given and refuses one outside the array', async () => {
+    const dp = await createDataplane({ node: 'n', engine: 'wasm' });
+    const results = new Uint8Array(RESULT.size * 2).fill(0xff);
+    results[RESULT.size + RESULT.verdict] = 0; // pass
+    results[RESULT.size + RESULT.reason] = 0;
+    expect(dp.describe(results, 1).verdict).toBe('pass');
+    expect(() => dp.describe(results, 2)).toThrow(RangeError);
+    expect(() => dp.describe(results.subarray(0, RESULT.size - 1), 0)).toThrow(RangeError);
   });
 });
 

@@ -294,11 +294,15 @@ export class Core implements ImageMemory {
     if (rc !== 0) throw new RangeError(`timeout ${which} = ${seconds}: rejected by the core (${rc})`);
   }
 
-  /** Single flow: `flow` is FLOW.size bytes; returns a view of the RESULT.size result bytes. */
-  selectOne(flow: Uint8Array, now: number): Uint8Array {
-    this.memory.set(flow, this.scratch);
+  /** Offset in memory of the one flow (FLOW.size bytes) that selectScratch selects for. */
+  get flowScratch(): number {
+    return this.scratch;
+  }
+
+  /** Single flow: selects for the flow at flowScratch; returns the offset of its RESULT.size result bytes. */
+  selectScratch(now: number): number {
     const res = this.scratch + FLOW.size;
     this.x.sp_select_batch(this.ctx, this.scratch, res, 1, now >>> 0);
-    return this.memory.subarray(res, res + RESULT.size);
+    return res;
   }
 }

@@ -1,6 +1,6 @@
 // The library's entry point: cluster state + kube-proxy semantics + compiler + core, behind one object.
 
-import { type IpFamily, type Protocol, PROTOCOL_NUMBERS, parseIp, protocolName } from '../k8s/net.js';
+import { type IpFamily, type Protocol, PROTOCOL_NUMBERS, parseIPv4Word, parseIp, protocolName, writeMappedIPv4 } from '../k8s/net.js';
 import type { Note, ValidationError } from '../k8s/types.js';
 import { type ApplyResult, ClusterState, type Kind } from '../control/state.js';
 import { type NodeContext, type ServicePortPlan, nodeContext, planCluster, planService } from '../control/semantics.js';
@@ -161,14 +161,22 @@ const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
 /** Writes one flow into `buf` at `offset` in the core's FLOW layout. Throws on malformed addresses. */
 export function encodeFlow(buf: Uint8Array, offset: number, flow: Omit<Flow, 'now'>): void {
-  const src = parseIp(flow.src);
-  const dst = parseIp(flow.dst);
-  if (!src) throw new TypeError(`invalid source address "${flow.src}"`);
-  if (!dst) throw new TypeError(`invalid destination address "${flow.dst}"`);
-  const proto = PROTOCOL_NUMBERS[flow.protocol];
-  if (proto === undefined) throw new TypeError(`unknown protocol "${String(flow.protocol)}" (TCP, UDP or SCTP)`);
-  buf.set(src.bytes, offset + FLOW.src);
-  buf.set(dst.bytes, offset + FLOW.dst);
+  const proto = Object.hasOwn(PROTOCOL_NUMBERS, flow.protocol) ? PROTOCOL_NUMBERS[flow.protocol] : undefined;
+  const srcWord = parseIPv4Word(flow.src);
+  const dstWord = parseIPv4Word(flow.dst);
+  if (srcWord >= 0 && dstWord >= 0 && proto !== undefined) {
+    // IPv4, the common case, without allocating (select() encodes one flow per call)
+    writeMappedIPv4(buf, offset + FLOW.src, srcWord);
+    writeMappedIPv4(buf, offset + FLOW.dst, dstWord);
+  } else {
+    const src = parseIp(flow.src);
+    const dst = parseIp(flow.dst);
+    if (!src) throw new TypeError(`invalid source address "${flow.src}"`);
+    if (!dst) throw new TypeError(`invalid destination address "${flow.dst}"`);
+    if (proto === undefined) throw new TypeError(`unknown protocol "${String(flow.protocol)}" (TCP, UDP or SCTP)`);
+    buf.set(src.bytes, offset + FLOW.src);
+    buf.set(dst.bytes, offset + FLOW.dst);
+  }
   buf[offset + FLOW.sport] = flow.sport & 0xff;
   buf[offset + FLOW.sport + 1] = (flow.sport >> 8) & 0xff;
   buf[offset + FLOW.dport] = flow.dport & 0xff;
@@ -177,6 +185,11 @@ export function encodeFlow(buf: Uint8Array, offset: number, flow: Omit<Flow, 'no
   buf[offset + FLOW.proto + 1] = 0;
   buf[offset + FLOW.proto + 2] = 0;
   buf[offset + FLOW.proto + 3] = 0;
+}
+
+/** The little-endian u32 at byte `at` of `b`. */
+function u32le(b: Uint8Array, at: number): number {
+  return ((b[at] as number) | ((b[at + 1] as number) << 8) | ((b[at + 2] as number) << 16) | ((b[at + 3] as number) << 24)) >>> 0;
 }
 
 /** Flows packed for selectBatch: FLOW.size bytes each. */
@@ -204,7 +217,6 @@ export class Selector {
   protected readonly core: Core;
   protected readonly router: IngressRouter;
   private loaded: ImageView | undefined;
-  private readonly flowBuf = new Uint8Array(FLOW.size);
   private packetPath: PacketPath | undefined;
 
   constructor(opts: Pick<DataplaneOptions, 'engine' | 'affinityCapacity' | 'readers' | 'conntrackCapacity' | 'hugePages'>) {
@@ -313,9 +325,9 @@ export class Selector {
 
   /** One flow's decision. Affinity state is updated as for a real new connection. */
   select(flow: Flow): Selection {
-    encodeFlow(this.flowBuf, 0, flow);
-    const res = this.core.selectOne(this.flowBuf, flow.now ?? nowSeconds());
-    return this.describe(res, 0);
+    const memory = this.core.memory; // a single-flow select never grows memory
+    encodeFlow(memory, this.core.flowScratch, flow); // straight into core memory
+    return this.describeAt(memory, this.core.selectScratch(flow.now ?? nowSeconds()));
   }
 
   /**
@@ -389,15 +401,19 @@ export class Selector {
 
   /** Decodes result `i` of a selectBatch output. */
   describe(results: Uint8Array, i: number): Selection {
-    const at = i * RESULT.size;
-    const dv = new DataView(results.buffer, results.byteOffset + at, RESULT.size);
-    const verdict = VERDICTS[dv.getUint8(RESULT.verdict)] ?? 'drop';
-    const reasonCode = dv.getUint8(RESULT.reason);
+    return this.describeAt(results, i * RESULT.size);
+  }
+
+  /** describe() of the result at byte `at` of `bytes` (read without a DataView: select() runs it per call). */
+  private describeAt(bytes: Uint8Array, at: number): Selection {
+    if (at < 0 || at + RESULT.size > bytes.length) throw new RangeError(`no result at byte ${at} of ${bytes.length}`);
+    const verdict = VERDICTS[bytes[at + RESULT.verdict] as number] ?? 'drop';
+    const reasonCode = bytes[at + RESULT.reason] as number;
     const sel: Selection = { verdict, reason: REASONS[reasonCode] ?? `reason ${reasonCode}` };
-    const feIndex = dv.getUint32(RESULT.frontend, true);
-    const svcOffset = dv.getUint32(RESULT.service, true);
+    const feIndex = u32le(bytes, at + RESULT.frontend);
+    const svcOffset = u32le(bytes, at + RESULT.service);
     if (feIndex === NONE || svcOffset === NONE) return sel;
-    const used = dv.getUint8(RESULT.list);
+    const used = bytes[at + RESULT.list] as number;
     const cache = this.decodeCache();
     const key = feIndex * 4 + used + svcOffset * 0x40000000; // exact in a double: offsets < 2^32, index < 2^28
     let d = cache.frontends.get(key);
@@ -423,9 +439,9 @@ export class Selector {
     sel.policy = d.policy;
     if (used === LIST_USED_LOCAL_SOURCE) sel.localSource = true;
     sel.list = { ...d.list };
-    const slot = dv.getUint32(RESULT.slot, true);
+    const slot = u32le(bytes, at + RESULT.slot);
     if (slot !== NONE) sel.maglevSlot = slot;
-    const beOffset = dv.getUint32(RESULT.backend, true);
+    const beOffset = u32le(bytes, at + RESULT.backend);
     if (beOffset !== NONE) {
       let be = cache.backends.get(beOffset);
       if (!be) {

@@ -99,17 +99,23 @@ export function parseIp(text: string): ParsedIp | undefined {
   const w = parseIPv4Word(text);
   if (w >= 0) {
     const bytes = new Uint8Array(16);
-    bytes[10] = 0xff;
-    bytes[11] = 0xff;
-    bytes[12] = w >>> 24;
-    bytes[13] = (w >>> 16) & 0xff;
-    bytes[14] = (w >>> 8) & 0xff;
-    bytes[15] = w & 0xff;
+    writeMappedIPv4(bytes, 0, w);
     return { family: 'IPv4', bytes };
   }
   if (!text.includes(':')) return undefined;
   const v6 = parseIPv6(text);
   return v6 ? { family: 'IPv6', bytes: v6 } : undefined;
+}
+
+/** Writes the 16-byte form of IPv4 address `word` (parseIPv4Word), ::ffff:a.b.c.d, into `out` at `offset`. */
+export function writeMappedIPv4(out: Uint8Array, offset: number, word: number): void {
+  out.fill(0, offset, offset + 10);
+  out[offset + 10] = 0xff;
+  out[offset + 11] = 0xff;
+  out[offset + 12] = word >>> 24;
+  out[offset + 13] = (word >>> 16) & 0xff;
+  out[offset + 14] = (word >>> 8) & 0xff;
+  out[offset + 15] = word & 0xff;
 }
 
 export function isV4Mapped(bytes: Uint8Array): boolean {

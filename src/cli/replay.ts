@@ -25,7 +25,9 @@ Prints a summary per verdict, reason and service.
                        packets (rewritten), and the ICMP rejects; dropped and rejected packets are left out
   --conntrack          also list the conntrack table after the replay
   --conntrack-capacity N
-                       conntrack entries (default 16384, rounded up to a power of two; a flow takes two)
+                       conntrack entries (default 16384, rounded up to a power of two; a flow takes two,
+                       and flows start to be evicted well before the table is full: allow three times the
+                       entries the capture's concurrent flows need)
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`;
 

@@ -43,7 +43,11 @@ export interface DataplaneOptions {
    * them (readerHandle(i) -> new TableReader(handle) in a worker). Uses the shared-memory wasm build.
    */
   readers?: number;
-  /** Capacity of the packet path's conntrack table (entries, 80 bytes each). Default 16384. */
+  /**
+   * Capacity of the packet path's conntrack table (entries, 80 bytes each; a flow takes two). Default
+   * 16384. Give it about three times the entries your concurrent flows need: each entry lives in an
+   * 8-slot probe window, and windows fill before the table does (README, "Conntrack sizing").
+   */
   conntrackCapacity?: number;
   /** Native engine: back the core's memory with transparent huge pages (madvise MADV_HUGEPAGE). Default true. */
   hugePages?: boolean;

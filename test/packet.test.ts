@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { createDataplane, type Dataplane, type DataplaneOptions } from '../src/engine/dataplane.js';
 import type { Protocol } from '../src/k8s/net.js';
 import { newBatchResult, type PacketOutcome } from '../src/engine/packet.js';
-import { EVENT_COUNTERS, REASON_KEYS } from '../src/engine/packet-layout.js';
+import { CT, EVENT_COUNTERS, REASON_KEYS } from '../src/engine/packet-layout.js';
+import type { Core } from '../src/engine/core.js';
 import { clusterIP, ready, service, slice, slicePort, svcPort, terminating } from './helpers/objects.js';
 import {
   IPPROTO, TCP_FLAGS, addr, be16, changedOutside, checksums, crc32c, fragment4, fragment6, fragmentHeader, icmp4,
@@ -1257,6 +1258,43 @@ describe('conntrack', () => {
     const wave = Array.from({ length: N }, (_, i) => packet('TCP', `203.0.113.${1 + (i % 200)}`, 20000 + i, WEB, 80));
     expect(() => dp.process(wave, NOW + 2)).not.toThrow();
     expect(dp.packets.counters().conntrack_evicted_table_full).toBeGreaterThan(c.conntrack_evicted_table_full as number);
+  });
+
+  it('the sweep empties the slots of expired flows again, so a table that has seen many flows keeps its misses short; live flows stay', async () => {
+    const CAP = 64;
+    const dp = await plane(v4Only(V4_BACKENDS), { conntrackCapacity: CAP });
+    const core = (dp as unknown as { core: Core }).core;
+    const entry = (i: number): { type: number; dist: number } => {
+      const b = core.packetBuffers();
+      const m = core.memory;
+      const at = b.conntrack + (i % CAP) * CT.size;
+      return { type: m[at + CT.type] as number, dist: (m[at + CT.dist] as number) | ((m[at + CT.dist + 1] as number) << 8) };
+    };
+    const slots = (): number[] => Array.from({ length: CAP }, (_, i) => entry(i).type);
+    // 10 UDP flows (20 entries) that expire at NOW + 60, and one TCP flow kept alive.
+    const flows = (): Uint8Array[] => Array.from({ length: 10 }, (_, i) => packet('UDP', `198.51.100.${10 + i}`, 5000 + i, WEB, 53));
+    dp.process(flows(), NOW);
+    const be = handshake(dp, 34000, NOW);
+    expect(dp.packets.counters().conntrack_evicted_table_full).toBe(0);
+    expect(slots().filter((t) => t === 0).length).toBe(CAP - 22);
+    // Later, packets that are no flow's: 8 per slot swept (SWEEP_EVERY), two passes over the table (the
+    // reply entry of a flow removed on the way down may lie above, swept already: the next pass empties it).
+    const later = NOW + 1000;
+    for (let k = 0; k < 2 * 8 * CAP; k++) expect(vr(run(dp, packet('TCP', CLIENT, 40000 + k, NOWHERE, 80), later))).toEqual(['pass', 'pass_not_service']);
+    // Left: the live flow's two entries (forward 1, reply 2), and dead slots (4) only where one of them
+    // lies past it in its window (its distance from its home reaches back over the slot).
+    const left = slots().map((t, i) => [t, i]).filter(([t]) => t !== 0);
+    expect(left.filter(([t]) => t === 1 || t === 2).length).toBe(2);
+    for (const [t, i] of left) {
+      if (t === 1 || t === 2) continue;
+      expect(t).toBe(4);
+      const needed = [1, 2, 3, 4, 5, 6, 7].some((j) => [1, 2].includes(entry((i as number) + j).type) && entry((i as number) + j).dist >= j);
+      expect(needed).toBe(true);
+    }
+    const { o, to } = nextPacket(dp, 34000, later);
+    expect([...vr(o), to]).toEqual(['forward', 'forward_established', `${be.address}:${be.port}`]);
+    // The expired flows come back as new flows, to the backend Maglev gives them.
+    expect(dp.process(flows(), later).map((x) => x.reasonKey)).toEqual(new Array(10).fill('forward_new'));
   });
 
   it('eviction takes the entry closest to expiry: an established flow survives a flood of new SYN-only flows', async () => {

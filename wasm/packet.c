@@ -489,13 +489,45 @@ static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32
   victim->type = (u8)k->type;
   victim->tcp = 0;
   victim->dir = 0;
-  victim->pad = 0;
+  victim->dist = (u16)((vi - home) & pc->ct_mask);
   victim->peer = SP_NONE;
   victim->be_index = 0;
   victim->revnat = SP_NONE;
   victim->gen = 0;
   *index = vi;
   return victim;
+}
+
+/* Can slot `s` (dead) be empty again? Only when no entry after it has its window through it: an entry at
+ * s + j has its home at or before s when its distance is j or more. Entries past an empty slot cannot
+ * (no entry lies past an empty slot of its window), nor can dead ones matter. */
+static int ct_clear_of(const struct sp_pctx *pc, u32 s) {
+  for (u32 j = 1; j < CT_PROBE; j++) {
+    const struct sp_ct *t = ct_at(pc, s + j);
+    if (t->type == CT_EMPTY) return 1;
+    if (t->type != CT_DEAD && t->dist >= j) return 0;
+  }
+  return 1;
+}
+
+/* The sweep: after every SWEEP_EVERY-th packet, one slot, going down the table from where the last one
+ * stopped (pctx.sweep): a table of N entries is swept once every SWEEP_EVERY x N packets. Every slot swept
+ * is a cache line read, and one per packet took established flows from 33.5 to 38 ns (bench:packet's
+ * small table, wasm). A forward or fragment entry that has expired is removed (a forward entry with its reply
+ * entry), and a dead slot that no window runs through is emptied. It changes where later entries go (the
+ * reference model sweeps alike, packet by packet, so batches do not matter), never what a packet gets: an
+ * expired entry is no flow, and every entry a packet touched is live at its batch's time. Going down the
+ * table empties a run of dead slots that ends at an empty one in one pass. An entry found expired stays
+ * gone should a later batch come with an earlier time. */
+#define SWEEP_EVERY 8u
+static inline void ct_sweep(struct sp_pctx *pc, u32 now) {
+  if (++pc->sweep_tick % SWEEP_EVERY != 0) return;
+  u32 s = pc->sweep & pc->ct_mask;
+  pc->sweep = (s - 1) & pc->ct_mask;
+  struct sp_ct *e = ct_at(pc, s);
+  if (e->type == CT_EMPTY) return;
+  if ((e->type == CT_FORWARD || e->type == CT_FRAGMENT) && e->expires <= now) ct_kill(pc, e, s);
+  if (e->type == CT_DEAD && ct_clear_of(pc, s)) e->type = CT_EMPTY;
 }
 
 static inline u32 ct_expiry(u32 now, u32 timeout) {
@@ -1160,6 +1192,7 @@ u32 EXPORT(sp_process_batch)(u32 pctx_off, u32 pkts, u32 count, u32 now) {
       set_verdict(&d[i], PV_PASS, PR_NO_IMAGE);
     }
     pc->counters[d[i].reason]++;
+    ct_sweep(pc, now);
   }
   return count;
 }

@@ -69,15 +69,19 @@ struct sp_pctx {              /* 320 bytes */
   u32 ctx;                    /* offset of the sp_ctx (attached image, affinity table) */
   u32 ct_off, ct_mask, ct_seed;
   u32 timeout[SP_TIMEOUTS];   /* seconds, T_* */
-  u32 pad[4];
+  u32 sweep;                  /* the conntrack slot ct_sweep looks at next (it goes down the table) */
+  u32 sweep_tick;             /* packets seen, modulo 2^32: one slot swept every SWEEP_EVERY (packet.c) */
+  u32 pad[2];
   u64 counters[SP_COUNTERS];  /* PR_* then C_* */
 };
 
 /* Conntrack entry. A flow has two: the forward entry (client -> frontend, holds the state and the
  * backend) and the reply entry (backend -> client, names the frontend), each pointing at the other.
  * A fragment entry remembers the translation of a datagram's first fragment for its later ones.
- * A removed entry becomes CT_DEAD, never CT_EMPTY again: an entry is only ever placed at the first free
- * slot of its probe window, so no entry lies past a CT_EMPTY slot of its window, and a lookup stops there. */
+ * An entry is only ever placed at the first free slot of its probe window, so no entry lies past a
+ * CT_EMPTY slot of its window, and a lookup stops there. A removed entry therefore becomes CT_DEAD; the
+ * sweep (ct_sweep) empties a dead slot again once no entry after it has its window through it, and
+ * removes expired flows, so that a table that has seen many flows keeps its lookup misses short. */
 enum { CT_EMPTY = 0, CT_FORWARD = 1, CT_REPLY = 2, CT_FRAGMENT = 3, CT_DEAD = 4 };
 #define CT_TCP_SYN 1u         /* SYN seen from the client */
 #define CT_TCP_REPLIED 2u     /* a reply seen: established */
@@ -95,7 +99,7 @@ struct sp_ct {                /* 80 bytes */
                                * as the forward entry it points at */
   u8 nat[16];                 /* forward: backend; reply: frontend; fragment: the address to write */
   u16 nat_port;
-  u16 pad;
+  u16 dist;                   /* slots from the entry's home slot to its own (0 .. CT_PROBE - 1) */
   u32 peer;                   /* index of the flow's other entry */
   u32 be_index;               /* forward: the backend's position in its list when last seen (a hint) */
   u32 revnat;                 /* rev-NAT index of the frontend */

@@ -78,6 +78,7 @@ const CT_TCP_FIN = 4;
 const CT_TCP_RST = 8;
 
 const WINDOW = 8; // conntrack slots probed per lookup/claim
+const SWEEP_EVERY = 8; // packets per conntrack slot swept
 const EXT_MAX = 8; // IPv6 extension headers walked before the chain counts as malformed
 const REPLY_MAX_V4 = 576; // an ICMP error fits in 576 bytes (IPv4), 1280 (IPv6)
 const REPLY_MAX_V6 = 1280;
@@ -372,6 +373,8 @@ export interface Entry {
   peer: number;
   beIndex: number;
   revnat: number;
+  /** Slots from the entry's home slot to its own (kept when the entry dies). */
+  dist: number;
 }
 
 interface Key {
@@ -385,7 +388,7 @@ interface Key {
 
 const emptyEntry = (): Entry => ({
   a: new Uint8Array(16), b: new Uint8Array(16), aport: 0, bport: 0, proto: 0, type: CT_EMPTY, tcp: 0, dir: 0, expires: 0,
-  nat: new Uint8Array(16), natPort: 0, peer: 0, beIndex: 0, revnat: 0,
+  nat: new Uint8Array(16), natPort: 0, peer: 0, beIndex: 0, revnat: 0, dist: 0,
 });
 
 const keyMatches = (e: Entry, k: Key): boolean =>
@@ -508,7 +511,36 @@ class Conntrack {
     victim.peer = SP_NONE;
     victim.beIndex = 0;
     victim.revnat = SP_NONE;
+    victim.dist = (vi - home) & this.mask;
     return { e: victim, idx: vi };
+  }
+
+  /** The slot the sweep looks at next: it goes down the table, one slot every SWEEP_EVERY packets. */
+  private cursor = 0;
+  private tick = 0;
+
+  /**
+   * After every SWEEP_EVERY-th packet, one slot: an expired forward or fragment entry is removed (a forward entry with its
+   * reply entry), and a dead slot is emptied when no entry after it within a window's reach has its
+   * window through it (entry at slot + j with dist >= j) before an empty slot. Where later entries go
+   * depends on it, what packets get does not.
+   */
+  sweep(now: number): void {
+    this.tick = (this.tick + 1) >>> 0;
+    if (this.tick % SWEEP_EVERY !== 0) return;
+    const cap = this.mask + 1;
+    const s = this.cursor;
+    this.cursor = (s + cap - 1) % cap;
+    const e = this.entries[s] as Entry;
+    if (e.type === CT_EMPTY) return;
+    if ((e.type === CT_FORWARD || e.type === CT_FRAGMENT) && e.expires <= now) this.kill(e, s);
+    if (e.type !== CT_DEAD) return;
+    for (let j = 1; j < WINDOW; j++) {
+      const t = this.entries[(s + j) % cap] as Entry;
+      if (t.type === CT_EMPTY) break;
+      if (t.type !== CT_DEAD && t.dist >= j) return;
+    }
+    e.type = CT_EMPTY;
   }
 }
 
@@ -572,7 +604,7 @@ export class ReferencePacketPath {
     this.timeouts[which] = seconds;
   }
 
-  /** The conntrack table, slot by slot (for comparing with the core's: sp_ct without pad and gen). */
+  /** The conntrack table, slot by slot (for comparing with the core's: sp_ct without gen). */
   table(): readonly Readonly<Entry>[] {
     return this.ct.entries;
   }
@@ -589,6 +621,7 @@ export class ReferencePacketPath {
     const res: PacketResult = { verdict: PV_PASS, reason: PR.NOT_SERVICE, revnat: SP_NONE, reply: undefined };
     this.one(pkt, t, res);
     bump(this.counters, res.reason);
+    this.ct.sweep(t);
     return res;
   }
 

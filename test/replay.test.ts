@@ -292,6 +292,23 @@ describe('replay usage', () => {
   });
 });
 
+describe('replay summary', () => {
+  const replay = async (capacity: string): Promise<string> => {
+    let stdout = '';
+    const args = ['replay', 'examples/cluster', '--node', 'node-a', '--pcap', 'examples/captures/node-a.pcap', '--conntrack-capacity', capacity];
+    expect(await runCli(args, { stdout: (s) => (stdout += s), stderr: () => undefined })).toBe(0);
+    return stdout;
+  };
+  it('says when the conntrack table was too small for the capture, and what to try', async () => {
+    const small = await replay('8');
+    expect(small).toMatch(/conntrack: \d+ flows created, [1-9]\d* live entries evicted \(probe window full\)/);
+    expect(small).toContain('note: flows were evicted before they ended, so some were counted as new more than once: 8 entries are too few for this capture\'s concurrent flows; try --conntrack-capacity 32');
+    const enough = await replay('1024');
+    expect(enough).toMatch(/, 0 live entries evicted/);
+    expect(enough).not.toContain('note: flows were evicted');
+  });
+});
+
 describe('replay of the example capture (examples/captures/node-a.pcap, built by make.mjs)', () => {
   it('gives each packet the verdict its rule says', async () => {
     let stdout = '';

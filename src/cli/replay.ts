@@ -115,7 +115,7 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
     io.stdout(`${JSON.stringify({ ...result.summary, counters, ...(conntrack ? { conntrack } : {}), errors }, null, 2)}\n`);
   } else {
     printErrors(errors, io);
-    io.stdout(formatReplaySummary(result.summary, counters));
+    io.stdout(formatReplaySummary(result.summary, counters, selector.packets.conntrackCapacity));
     if (conntrack) io.stdout(`\n${formatConntrack(conntrack)}`);
   }
   if (out) io.stderr(`wrote ${out}: ${result.summary.written} packets\n`);
@@ -136,8 +136,8 @@ export async function dumpConntrack(positionals: string[], values: Record<string
   return run.errors.length > 0 ? 1 : 0;
 }
 
-/** The summary as a table: verdict and reason counts, then per service. */
-export function formatReplaySummary(s: ReplaySummary, counters: Record<string, number>): string {
+/** The summary as a table: verdict and reason counts, then per service; `capacity`: conntrack entries. */
+export function formatReplaySummary(s: ReplaySummary, counters: Record<string, number>, capacity: number): string {
   const lines: string[] = [];
   const skipped = [s.notIp ? `${s.notIp} not IP` : '', s.truncated ? `${s.truncated} truncated by the capture's snaplen` : ''].filter(Boolean);
   lines.push(`${s.records} records, ${s.processed} packets processed${skipped.length ? ` (${skipped.join(', ')}: written unchanged)` : ''}`);
@@ -160,8 +160,14 @@ export function formatReplaySummary(s: ReplaySummary, counters: Record<string, n
     lines.push(...columns(srows));
   }
   lines.push('');
-  lines.push(`conntrack: ${counters.conntrack_created ?? 0} flows created, ${counters.conntrack_evicted_table_full ?? 0} live entries evicted (table full); ` +
+  const evicted = counters.conntrack_evicted_table_full ?? 0;
+  lines.push(`conntrack: ${counters.conntrack_created ?? 0} flows created, ${evicted} live entries evicted (probe window full); ` +
     `${counters.fragments_tracked ?? 0} fragmented datagrams tracked; ${s.replies} ICMP rejects written, ${counters.reject_reply_suppressed ?? 0} suppressed`);
+  if (evicted > 0) {
+    // An evicted flow's next packet makes it a new flow again; windows fill well before the table does.
+    lines.push(`note: flows were evicted before they ended, so some were counted as new more than once: ${capacity} entries ` +
+      `are too few for this capture's concurrent flows; try --conntrack-capacity ${Math.min(capacity * 4, 1 << 24)}`);
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -183,6 +183,11 @@ export class PacketPath {
     }
   }
 
+  /** Entries the conntrack table holds (a flow takes two). */
+  get conntrackCapacity(): number {
+    return this.core.packetBuffers().conntrackCapacity;
+  }
+
   /** Live conntrack flows at `now` (one per flow: its forward entry), ordered by client then frontend. */
   conntrack(now: number): ConntrackEntry[] {
     const buf = this.core.packetBuffers();

@@ -864,7 +864,7 @@ function tableDifference(dp: Dataplane, model: ReferencePacketPath): string | un
     wv.setUint32(at + CT.expires, m.expires, true);
     want.set(m.nat, at + CT.nat);
     wv.setUint16(at + CT.natPort, m.natPort, true);
-    wv.setUint16(at + CT.dist, m.dist, true);
+    wv.setUint16(at + CT.info, m.info, true);
     wv.setUint32(at + CT.peer, m.peer >>> 0, true);
     wv.setUint32(at + CT.beIndex, m.beIndex >>> 0, true);
     wv.setUint32(at + CT.revnat, m.revnat >>> 0, true);
@@ -878,11 +878,11 @@ function tableDifference(dp: Dataplane, model: ReferencePacketPath): string | un
       a: hex(t.subarray(at + CT.a, at + CT.a + 16)), b: hex(t.subarray(at + CT.b, at + CT.b + 16)), aport: dv.getUint16(at + CT.aport, true),
       bport: dv.getUint16(at + CT.bport, true), proto: t[at + CT.proto], type: t[at + CT.type], tcp: t[at + CT.tcp], dir: t[at + CT.dir],
       expires: dv.getUint32(at + CT.expires, true), nat: hex(t.subarray(at + CT.nat, at + CT.nat + 16)), natPort: dv.getUint16(at + CT.natPort, true),
-      dist: dv.getUint16(at + CT.dist, true), peer: dv.getUint32(at + CT.peer, true), beIndex: dv.getUint32(at + CT.beIndex, true), revnat: dv.getUint32(at + CT.revnat, true),
+      info: dv.getUint16(at + CT.info, true), peer: dv.getUint32(at + CT.peer, true), beIndex: dv.getUint32(at + CT.beIndex, true), revnat: dv.getUint32(at + CT.revnat, true),
     };
     const ref = {
       a: hex(m.a), b: hex(m.b), aport: m.aport, bport: m.bport, proto: m.proto, type: m.type, tcp: m.tcp, dir: m.dir, expires: m.expires,
-      nat: hex(m.nat), natPort: m.natPort, dist: m.dist, peer: m.peer >>> 0, beIndex: m.beIndex, revnat: m.revnat >>> 0,
+      nat: hex(m.nat), natPort: m.natPort, info: m.info, peer: m.peer >>> 0, beIndex: m.beIndex, revnat: m.revnat >>> 0,
     };
     if (JSON.stringify(core) !== JSON.stringify(ref)) return `conntrack slot ${i}: ${JSON.stringify({ core, model: ref })}`;
   }

@@ -24,7 +24,7 @@
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
-#define CT_PROBE 8        /* slots examined per conntrack lookup/insert: O(1) whatever the load */
+#define CT_PROBE 8        /* slots of each of a key's two conntrack windows: O(1) whatever the load */
 #define EXT_MAX 8         /* IPv6 extension headers walked before the packet counts as malformed */
 
 /* ---- bytes and checksums ---- */
@@ -402,19 +402,62 @@ static inline u32 ct_home(const struct sp_pctx *pc, struct ct_key *k) {
   return k->home;
 }
 
-/* The first entry of a key (given as its words) in its probe window, or 0; its slot in *index. */
-static ALWAYS_INLINE struct sp_ct *ct_first(const struct sp_pctx *pc, u32 home, u64 a0, u64 a1, u64 b0, u64 b1,
-                                            u64 tag, u32 *index) {
+/* sp_ct.info (packet.h): the entry's distance from the home of its window, whether that is its second
+ * window, and the count of entries of this first home that sit in their second window. */
+#define CT_DIST_MASK 7u
+#define CT_SECOND 8u
+#define CT_OVERFLOW_ONE 16u
+#define CT_OVERFLOW_MAX 0xfff0u /* saturates: 4095 entries of one first home in their second windows */
+
+/* A key's second window starts at another hash of its hash (`home`, 32 bits): independent of the first
+ * window's slot, so keys crowding one stretch of the table spread out from it. */
+static inline u32 ct_home2(u32 home) { return (u32)(((u64)home * 0x9e3779b97f4a7c15ull) >> 32); }
+
+/* Entries whose first home is slot `home` sit in their second window. */
+static inline int ct_overflowed(const struct sp_pctx *pc, u32 home) { return ct_at(pc, home)->info >= CT_OVERFLOW_ONE; }
+
+static inline void ct_overflow_count(struct sp_pctx *pc, u32 home, int up) {
+  struct sp_ct *h = ct_at(pc, home);
+  if (up) {
+    if (h->info < CT_OVERFLOW_MAX) h->info = (u16)(h->info + CT_OVERFLOW_ONE);
+  } else if (h->info >= CT_OVERFLOW_ONE) {
+    h->info = (u16)(h->info - CT_OVERFLOW_ONE);
+  }
+}
+
+/* The first entry of a key (given as its words) in the window from `base`, or 0; its slot in *index. */
+static ALWAYS_INLINE struct sp_ct *ct_window(const struct sp_pctx *pc, u32 base, u64 a0, u64 a1, u64 b0, u64 b1,
+                                             u64 tag, u32 *index) {
   for (u32 i = 0; i < CT_PROBE; i++) {
-    u32 at = (home + i) & pc->ct_mask;
+    u32 at = (base + i) & pc->ct_mask;
     struct sp_ct *e = ct_at(pc, at);
-    if (e->type == CT_EMPTY) return 0; /* nothing of the key lies past it (packet.h, CT_DEAD) */
+    if (e->type == CT_EMPTY) return 0; /* nothing of the key lies past it in this window (packet.h) */
     if (ct_match_words(e, a0, a1, b0, b1, tag)) {
       *index = at;
       return e;
     }
   }
   return 0;
+}
+
+/* The second window, out of line (only entries of crowded first homes are there): the slot of the key's
+ * first entry there, or SP_NONE. A slot, not a pointer to one: the caller's index stays a local. */
+static __attribute__((noinline)) u32 ct_second(const struct sp_pctx *pc, u32 home, u64 a0, u64 a1, u64 b0, u64 b1,
+                                               u64 tag) {
+  u32 at = SP_NONE;
+  return ct_window(pc, ct_home2(home), a0, a1, b0, b1, tag, &at) ? at : SP_NONE;
+}
+
+/* The first entry of a key (given as its words) in its windows, or 0; its slot in *index. The second
+ * window is read only when entries of this first home sit in theirs. */
+static ALWAYS_INLINE struct sp_ct *ct_first(const struct sp_pctx *pc, u32 home, u64 a0, u64 a1, u64 b0, u64 b1,
+                                            u64 tag, u32 *index) {
+  struct sp_ct *e = ct_window(pc, home, a0, a1, b0, b1, tag, index);
+  if (e || !ct_overflowed(pc, home)) return e;
+  u32 at = ct_second(pc, home, a0, a1, b0, b1, tag);
+  if (at == SP_NONE) return 0;
+  *index = at;
+  return ct_at(pc, at);
 }
 
 /* The key's live entry, or 0: the first entry of the key decides; when it has expired, k->stale says
@@ -433,53 +476,95 @@ static struct sp_ct *ct_find(const struct sp_pctx *pc, struct ct_key *k, u32 now
   return e;
 }
 
-static void ct_kill(struct sp_pctx *pc, struct sp_ct *e, u32 index) {
-  struct sp_ct *p = ct_peer(pc, e, index);
-  if (p) p->type = CT_DEAD;
+/* An entry in its second window leaves the count of its first home (the hash of its key). */
+static __attribute__((noinline)) void ct_leave_second(struct sp_pctx *pc, const struct sp_ct *e) {
+  const u8 *b = (const u8 *)e;
+  ct_overflow_count(pc, ct_hash_words(pc, ld64(b), ld64(b + 8), ld64(b + 16), ld64(b + 24), ld64(b + 32) & 0xffffffffffffull), 0);
+}
+
+/* Marks an entry dead; one in its second window leaves its first home's count. */
+static inline void ct_mark_dead(struct sp_pctx *pc, struct sp_ct *e) {
+  if (e->type == CT_EMPTY || e->type == CT_DEAD) return;
+  if (e->info & CT_SECOND) ct_leave_second(pc, e);
   e->type = CT_DEAD;
 }
 
-/* A slot for key `k`: its own entry, else the first free (empty, dead or expired) one, else (the window
- * is full) the live entry closest to expiry, evicted with its peer and counted. Never the slot `avoid`. One pass; an
- * entry's expiry (a reply entry's is its forward entry's) is read only while no free slot is known. */
-static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32 avoid, u32 *index) {
-  u32 home = ct_home(pc, k);
-  u64 tag = ct_tag(k);
-  u32 own = SP_NONE, free_at = SP_NONE, old_at = SP_NONE, old_exp = 0xffffffffu;
-  /* After a ct_find miss the key's own entry is known (expired, or absent): the first free slot wins. */
-  if (k->searched && k->stale != avoid) own = k->stale;
-  for (u32 i = 0; i < CT_PROBE && own == SP_NONE; i++) {
-    u32 at = (home + i) & pc->ct_mask;
+static inline void ct_kill(struct sp_pctx *pc, struct sp_ct *e, u32 index) {
+  struct sp_ct *p = ct_peer(pc, e, index);
+  if (p) ct_mark_dead(pc, p);
+  ct_mark_dead(pc, e);
+}
+
+/* What a claim has found so far: the key's own entry, the first free slot, the live entry closest to
+ * expiry, and for each whether it is in the key's second window. */
+struct ct_scan {
+  u32 own, free_at, old_at, old_exp;
+  u8 own2, free2, old2;
+};
+
+/* One window of a claim (base: its home; second: 1 for the key's second window). Once a free slot is
+ * known, only the key's own entry could beat it, so a later window is read for that alone. */
+static ALWAYS_INLINE void ct_scan_window(const struct sp_pctx *pc, const struct ct_key *k, u64 tag, u32 base,
+                           u32 second, u32 avoid, u32 now, struct ct_scan *s) {
+  for (u32 i = 0; i < CT_PROBE; i++) {
+    u32 at = (base + i) & pc->ct_mask;
     if (at == avoid) continue;
     struct sp_ct *e = ct_at(pc, at);
-    if (e->type == CT_EMPTY) { /* free, and nothing of the key lies past it */
-      if (free_at == SP_NONE) free_at = at;
-      break;
+    if (e->type == CT_EMPTY) { /* free, and nothing of the key lies past it in this window */
+      if (s->free_at == SP_NONE) s->free_at = at, s->free2 = (u8)second;
+      return;
     }
     if (e->type == CT_DEAD) {
-      if (free_at == SP_NONE) free_at = at;
-      if (k->searched) break;
+      if (s->free_at == SP_NONE) s->free_at = at, s->free2 = (u8)second;
+      if (k->searched) return;
       continue;
     }
     if (!k->searched && ct_match_tag(e, k, tag)) {
-      own = at;
-      break;
+      s->own = at;
+      s->own2 = (u8)second;
+      return;
     }
-    if (free_at != SP_NONE) continue; /* only the key's own entry could still beat a free slot */
+    if (s->free_at != SP_NONE) continue;
     u32 exp = ct_expires(pc, e, at);
     if (exp <= now) {
-      free_at = at;
-      if (k->searched) break;
-    }
-    else if (old_at == SP_NONE || exp < old_exp) {
-      old_at = at;
-      old_exp = exp;
+      s->free_at = at;
+      s->free2 = (u8)second;
+      if (k->searched) return;
+    } else if (s->old_at == SP_NONE || exp < s->old_exp) {
+      s->old_at = at;
+      s->old_exp = exp;
+      s->old2 = (u8)second;
     }
   }
-  u32 vi = own != SP_NONE ? own : free_at != SP_NONE ? free_at : old_at;
+}
+
+/* A slot for key `k`: its own entry, else the first free (empty, dead or expired) one of its first
+ * window, else of its second window, else (both are full) the live entry of the two closest to expiry,
+ * evicted with its peer and counted. Never the slot `avoid`. An entry's expiry (a reply entry's is its
+ * forward entry's) is read only while no free slot is known. */
+static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32 avoid, u32 *index) {
+  u32 home = ct_home(pc, k);
+  u64 tag = ct_tag(k);
+  struct ct_scan s = {SP_NONE, SP_NONE, SP_NONE, 0xffffffffu, 0, 0, 0};
+  /* After a ct_find miss the key's own entry is known (expired, or absent): the first free slot wins. */
+  if (k->searched && k->stale != avoid) {
+    s.own = k->stale;
+    s.own2 = (ct_at(pc, s.own)->info & CT_SECOND) != 0;
+  } else {
+    /* the second window: for a slot when the first has no free one; for the key's own entry when
+     * entries of this home sit there and the key was not looked up (one loop: one copy of the scan) */
+    for (u32 w = 0; w < 2; w++) {
+      if (w == 1 && (s.own != SP_NONE || (s.free_at != SP_NONE && (k->searched || !ct_overflowed(pc, home))))) break;
+      ct_scan_window(pc, k, tag, w ? ct_home2(home) : home, w, avoid, now, &s);
+    }
+  }
+  u32 vi, second;
+  if (s.own != SP_NONE) vi = s.own, second = s.own2;
+  else if (s.free_at != SP_NONE) vi = s.free_at, second = s.free2;
+  else vi = s.old_at, second = s.old2;
   if (vi == SP_NONE) return 0; /* only when the table is smaller than the window */
   struct sp_ct *victim = ct_at(pc, vi);
-  if (vi == old_at && own == SP_NONE && free_at == SP_NONE) pc->counters[C_CT_EVICTED]++;
+  if (s.own == SP_NONE && s.free_at == SP_NONE) pc->counters[C_CT_EVICTED]++;
   if (victim->type != CT_EMPTY) ct_kill(pc, victim, vi);
   __builtin_memcpy(victim->a, k->a, 16);
   __builtin_memcpy(victim->b, k->b, 16);
@@ -489,7 +574,13 @@ static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32
   victim->type = (u8)k->type;
   victim->tcp = 0;
   victim->dir = 0;
-  victim->dist = (u16)((vi - home) & pc->ct_mask);
+  /* this slot's own count (bits 4-15) stays; then the key's first home counts it if it went second */
+  if (!second) {
+    victim->info = (u16)((victim->info & ~(CT_DIST_MASK | CT_SECOND)) | ((vi - home) & pc->ct_mask));
+  } else {
+    victim->info = (u16)((victim->info & ~CT_DIST_MASK) | ((vi - ct_home2(home)) & pc->ct_mask) | CT_SECOND);
+    ct_overflow_count(pc, home, 1);
+  }
   victim->peer = SP_NONE;
   victim->be_index = 0;
   victim->revnat = SP_NONE;
@@ -505,7 +596,7 @@ static int ct_clear_of(const struct sp_pctx *pc, u32 s) {
   for (u32 j = 1; j < CT_PROBE; j++) {
     const struct sp_ct *t = ct_at(pc, s + j);
     if (t->type == CT_EMPTY) return 1;
-    if (t->type != CT_DEAD && t->dist >= j) return 0;
+    if (t->type != CT_DEAD && (t->info & CT_DIST_MASK) >= j) return 0;
   }
   return 1;
 }
@@ -528,7 +619,7 @@ static inline void ct_sweep(struct sp_pctx *pc, u32 now) {
   struct sp_ct *e = ct_at(pc, s);
   if (e->type == CT_EMPTY) return;
   if ((e->type == CT_FORWARD || e->type == CT_FRAGMENT) && e->expires <= now) ct_kill(pc, e, s);
-  if (e->type == CT_DEAD && ct_clear_of(pc, s)) e->type = CT_EMPTY;
+  if (e->type == CT_DEAD && ct_clear_of(pc, s)) e->type = CT_EMPTY; /* info stays: bits 4-15 count for this slot */
 }
 
 static inline u32 ct_expiry(u32 now, u32 timeout) {
@@ -674,7 +765,7 @@ static int kept(struct view *v, const struct sp_service *svc, const struct sp_ct
 /* Creates (or re-points) the reply entry of forward entry `fwd`: backend -> client, naming the frontend. */
 static void ct_link_reply(struct sp_pctx *pc, struct sp_ct *fwd, u32 fwd_index, u32 now) {
   struct sp_ct *old = fwd->peer == SP_NONE ? 0 : ct_peer(pc, fwd, fwd_index); /* none for a new flow */
-  if (old) old->type = CT_DEAD;
+  if (old) ct_mark_dead(pc, old);
   struct ct_key k = {fwd->nat, fwd->a, fwd->nat_port, fwd->aport, fwd->proto, CT_REPLY, 0, 0, 0, 0};
   u32 ri;
   struct sp_ct *r = ct_claim(pc, &k, now, fwd_index, &ri);

@@ -78,8 +78,11 @@ struct sp_pctx {              /* 320 bytes */
 /* Conntrack entry. A flow has two: the forward entry (client -> frontend, holds the state and the
  * backend) and the reply entry (backend -> client, names the frontend), each pointing at the other.
  * A fragment entry remembers the translation of a datagram's first fragment for its later ones.
- * An entry is only ever placed at the first free slot of its probe window, so no entry lies past a
- * CT_EMPTY slot of its window, and a lookup stops there. A removed entry therefore becomes CT_DEAD; the
+ * A key has two windows of CT_PROBE slots, the second from another hash: an entry goes to the first free
+ * slot of its first window, or when that has none to the first free slot of its second one, which its
+ * first home slot counts (info bits 4-15); a lookup reads the second window only when that count is not
+ * 0. An entry is only ever placed at the first free slot of a window, so no entry lies past a CT_EMPTY
+ * slot of its window, and a lookup stops there. A removed entry therefore becomes CT_DEAD; the
  * sweep (ct_sweep) empties a dead slot again once no entry after it has its window through it, and
  * removes expired flows, so that a table that has seen many flows keeps its lookup misses short. */
 enum { CT_EMPTY = 0, CT_FORWARD = 1, CT_REPLY = 2, CT_FRAGMENT = 3, CT_DEAD = 4 };
@@ -99,7 +102,9 @@ struct sp_ct {                /* 80 bytes */
                                * as the forward entry it points at */
   u8 nat[16];                 /* forward: backend; reply: frontend; fragment: the address to write */
   u16 nat_port;
-  u16 dist;                   /* slots from the entry's home slot to its own (0 .. CT_PROBE - 1) */
+  u16 info;                   /* bits 0-2: slots from the entry's home in its window to its own; bit 3
+                               * (CT_SECOND): it sits in its second window; bits 4-15: entries whose first
+                               * home is this slot that sit in their second window (whatever this slot holds) */
   u32 peer;                   /* index of the flow's other entry */
   u32 be_index;               /* forward: the backend's position in its list when last seen (a hint) */
   u32 revnat;                 /* rev-NAT index of the frontend */

@@ -26,8 +26,8 @@ Prints a summary per verdict, reason and service.
   --conntrack          also list the conntrack table after the replay
   --conntrack-capacity N
                        conntrack entries (default 16384, rounded up to a power of two; a flow takes two,
-                       and flows start to be evicted well before the table is full: allow three times the
-                       entries the capture's concurrent flows need)
+                       and flows start to be evicted before the table is full: allow twice the entries
+                       the capture's concurrent flows need)
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`;
 

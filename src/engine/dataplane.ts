@@ -45,8 +45,8 @@ export interface DataplaneOptions {
   readers?: number;
   /**
    * Capacity of the packet path's conntrack table (entries, 80 bytes each; a flow takes two). Default
-   * 16384. Give it about three times the entries your concurrent flows need: each entry lives in an
-   * 8-slot probe window, and windows fill before the table does (README, "Conntrack sizing").
+   * 16384. Give it about twice the entries your concurrent flows need: each entry lives in one of two
+   * 8-slot windows, and windows fill before the table does (README, "Conntrack sizing").
    */
   conntrackCapacity?: number;
   /** Native engine: back the core's memory with transparent huge pages (madvise MADV_HUGEPAGE). Default true. */

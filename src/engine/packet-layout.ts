@@ -7,7 +7,7 @@ export const PKT = { size: 24, off: 0, len: 4, replyOff: 8, replyLen: 12, verdic
 /** A conntrack entry (core-owned state, read for dumps). */
 export const CT = {
   size: 80, a: 0, b: 16, aport: 32, bport: 34, proto: 36, type: 37, tcp: 38, dir: 39, expires: 40, nat: 44,
-  natPort: 60, dist: 62, peer: 64, beIndex: 68, revnat: 72, gen: 76,
+  natPort: 60, info: 62, peer: 64, beIndex: 68, revnat: 72, gen: 76,
 } as const;
 
 /** Packet-path state: conntrack table location, timeouts, counters (u64 each, from `counters`). */

@@ -21,8 +21,9 @@
 // m') over the changed 16-bit words (RFC 1624 eqn. 3). Callers must send packets with right checksums.
 //
 // Conntrack: the same capacity, seed, hash (a multiply-xorshift over the key's five 64-bit words: a, b,
-// and ports | proto | type, keyed by the seed), window of 8 probed slots, claim and eviction rule as the
-// core, since which entry a full window evicts must agree. A reply entry has no expiry of its own: it lives
+// and ports | proto | type, keyed by the seed), two windows of 8 slots (the second from another hash, counted
+// by the first home slot), claim and eviction rule, and sweep as the core, since where an entry goes and
+// which entry full windows evict must agree. A reply entry has no expiry of its own: it lives
 // as long as the forward entry it points at (and that points back at it). The table is an array of entry
 // records updated in place, as the core's, so that entries overwritten under a flow's feet behave alike.
 //
@@ -373,8 +374,9 @@ export interface Entry {
   peer: number;
   beIndex: number;
   revnat: number;
-  /** Slots from the entry's home slot to its own (kept when the entry dies). */
-  dist: number;
+  /** As the core's sp_ct.info: bits 0-2 the distance from the home of its window, bit 3 in its second
+   * window, bits 4-15 how many entries whose first home is this slot sit in their second window. */
+  info: number;
 }
 
 interface Key {
@@ -388,7 +390,7 @@ interface Key {
 
 const emptyEntry = (): Entry => ({
   a: new Uint8Array(16), b: new Uint8Array(16), aport: 0, bport: 0, proto: 0, type: CT_EMPTY, tcp: 0, dir: 0, expires: 0,
-  nat: new Uint8Array(16), natPort: 0, peer: 0, beIndex: 0, revnat: 0, dist: 0,
+  nat: new Uint8Array(16), natPort: 0, peer: 0, beIndex: 0, revnat: 0, info: 0,
 });
 
 const keyMatches = (e: Entry, k: Key): boolean =>
@@ -445,15 +447,40 @@ class Conntrack {
     return this.entries[(i >>> 0) % (this.mask + 1)] as Entry;
   }
 
-  find(k: Key, now: number): { e: Entry; idx: number } | undefined {
-    const home = this.home(k);
+  /** A key's second window starts at (home x K1 mod 2^64) >> 32: another hash of its hash. */
+  private home2(home: number): number {
+    return Number(((BigInt(home) * 0x9e3779b97f4a7c15n) & ((1n << 64n) - 1n)) >> 32n);
+  }
+
+  /** Entries whose first home is slot `home` sit in their second window (its count, info bits 4-15). */
+  private overflowed(home: number): boolean {
+    return this.at(home).info >= 16;
+  }
+
+  private overflowCount(home: number, up: boolean): void {
+    const h = this.at(home);
+    if (up) {
+      if (h.info < 0xfff0) h.info += 16;
+    } else if (h.info >= 16) {
+      h.info -= 16;
+    }
+  }
+
+  /** The first entry of the key in the window from `base` (up to an empty slot). */
+  private firstIn(k: Key, base: number): { e: Entry; idx: number } | undefined {
     for (let i = 0; i < WINDOW; i++) {
-      const idx = (home + i) % (this.mask + 1);
+      const idx = (base + i) % (this.mask + 1);
       const e = this.entries[idx] as Entry;
-      if (e.type === CT_EMPTY) return undefined; // nothing of the key lies past an empty slot
-      if (keyMatches(e, k)) return this.live(e, idx, now) ? { e, idx } : undefined; // the first entry of the key decides
+      if (e.type === CT_EMPTY) return undefined; // nothing of the key lies past an empty slot of the window
+      if (keyMatches(e, k)) return { e, idx };
     }
     return undefined;
+  }
+
+  find(k: Key, now: number): { e: Entry; idx: number } | undefined {
+    const home = this.home(k);
+    const m = this.firstIn(k, home) ?? (this.overflowed(home) ? this.firstIn(k, this.home2(home)) : undefined);
+    return m && this.live(m.e, m.idx, now) ? m : undefined; // the first entry of the key decides
   }
 
   /** The flow's other entry, when it still points back at this one. */
@@ -464,35 +491,48 @@ class Conntrack {
     return p;
   }
 
-  private kill(e: Entry, idx: number): void {
-    const p = this.peer(e, idx);
-    if (p) p.type = CT_DEAD;
+  /** Marks an entry dead; one in its second window leaves its first home's count. */
+  markDead(e: Entry): void {
+    if (e.type === CT_EMPTY || e.type === CT_DEAD) return;
+    if (e.info & 8) this.overflowCount(this.home(e), false);
     e.type = CT_DEAD;
   }
 
-  /** A slot for key k: its own entry, else the first free (empty, dead) or expired one, else the live one expiring
-   * first (evicted, with its peer, and counted). Never `avoid`. Fields other than the key are reset
-   * except nat, nat port and expiry, which the caller sets. */
+  private kill(e: Entry, idx: number): void {
+    const p = this.peer(e, idx);
+    if (p) this.markDead(p);
+    this.markDead(e);
+  }
+
+  /** A slot for key k: its own entry, else the first free (empty, dead) or expired one of its first window,
+   * else of its second window, else the live one of both expiring first (evicted, with its peer, and
+   * counted). Never `avoid`. Fields other than the key are reset except nat, nat port and expiry, which the
+   * caller sets. */
   claim(k: Key, now: number, avoid: number): { e: Entry; idx: number } {
     const home = this.home(k);
     let victim: Entry | undefined;
     let vi = 0;
-    for (let i = 0; i < WINDOW; i++) {
-      const idx = (home + i) % (this.mask + 1);
-      if (idx === avoid) continue;
-      const e = this.entries[idx] as Entry;
-      if (e.type !== CT_EMPTY && keyMatches(e, k)) {
-        victim = e;
-        vi = idx;
-        break;
+    let second = false;
+    let own = false;
+    const scan = (base: number, inSecond: boolean): void => {
+      for (let i = 0; i < WINDOW; i++) {
+        const idx = (base + i) % (this.mask + 1);
+        if (idx === avoid) continue;
+        const e = this.entries[idx] as Entry;
+        if (e.type !== CT_EMPTY && keyMatches(e, k)) {
+          [victim, vi, second, own] = [e, idx, inSecond, true];
+          return;
+        }
+        if (victim && !this.live(victim, vi, now)) continue; // already have a free one: the first free wins
+        if (!victim || !this.live(e, idx, now) || this.expiresOf(e, idx) < this.expiresOf(victim, vi)) [victim, vi, second] = [e, idx, inSecond];
+        if (e.type === CT_EMPTY) return; // nothing of the key lies past it, and the first free slot is known
       }
-      if (victim && !this.live(victim, vi, now)) continue; // already have a free one: the first free wins
-      if (!victim || !this.live(e, idx, now) || this.expiresOf(e, idx) < this.expiresOf(victim, vi)) {
-        victim = e;
-        vi = idx;
-      }
-      if (e.type === CT_EMPTY) break; // nothing of the key lies past it, and the first free slot is known
-    }
+    };
+    scan(home, false);
+    // The second window: for a slot when the first has no free one, and for the key's own entry when
+    // entries of this home sit in theirs.
+    const free = victim !== undefined && !this.live(victim, vi, now);
+    if (!own && (!free || this.overflowed(home))) scan(this.home2(home), true);
     if (!victim) throw new Error('reference conntrack: no slot (a table of one entry)');
     if (this.live(victim, vi, now)) {
       if (!keyMatches(victim, k)) bump(this.counters, C_CT_EVICTED);
@@ -511,7 +551,10 @@ class Conntrack {
     victim.peer = SP_NONE;
     victim.beIndex = 0;
     victim.revnat = SP_NONE;
-    victim.dist = (vi - home) & this.mask;
+    // this slot's own count (bits 4-15) stays; then the key's first home counts it if it went second
+    const dist = (vi - (second ? this.home2(home) : home)) & this.mask;
+    victim.info = (victim.info & ~0xf) | dist | (second ? 8 : 0);
+    if (second) this.overflowCount(home, true);
     return { e: victim, idx: vi };
   }
 
@@ -538,7 +581,7 @@ class Conntrack {
     for (let j = 1; j < WINDOW; j++) {
       const t = this.entries[(s + j) % cap] as Entry;
       if (t.type === CT_EMPTY) break;
-      if (t.type !== CT_DEAD && t.dist >= j) return;
+      if (t.type !== CT_DEAD && (t.info & 7) >= j) return;
     }
     e.type = CT_EMPTY;
   }
@@ -849,7 +892,7 @@ export class ReferencePacketPath {
   /** (Re)creates the reply entry of a forward entry: backend -> client, naming the frontend. */
   private linkReply(fwd: Entry, fwdIndex: number, now: number): void {
     const old = this.ct.peer(fwd, fwdIndex);
-    if (old) old.type = CT_DEAD;
+    if (old) this.ct.markDead(old);
     const { e: r, idx } = this.ct.claim({ a: fwd.nat, b: fwd.a, aport: fwd.natPort, bport: fwd.aport, proto: fwd.proto, type: CT_REPLY }, now, fwdIndex);
     fwd.peer = idx;
     r.nat = fwd.b.slice();

@@ -505,17 +505,23 @@ struct ct_scan {
 /* One window of a claim (base: its home; second: 1 for the key's second window). Once a free slot is
  * known, only the key's own entry could beat it, so a later window is read for that alone. */
 static ALWAYS_INLINE void ct_scan_window(const struct sp_pctx *pc, const struct ct_key *k, u64 tag, u32 base,
-                           u32 second, u32 avoid, u32 now, struct ct_scan *s) {
+                                         u32 second, u32 avoid, u32 now, struct ct_scan *s) {
   for (u32 i = 0; i < CT_PROBE; i++) {
     u32 at = (base + i) & pc->ct_mask;
     if (at == avoid) continue;
     struct sp_ct *e = ct_at(pc, at);
     if (e->type == CT_EMPTY) { /* free, and nothing of the key lies past it in this window */
-      if (s->free_at == SP_NONE) s->free_at = at, s->free2 = (u8)second;
+      if (s->free_at == SP_NONE) {
+        s->free_at = at;
+        s->free2 = (u8)second;
+      }
       return;
     }
     if (e->type == CT_DEAD) {
-      if (s->free_at == SP_NONE) s->free_at = at, s->free2 = (u8)second;
+      if (s->free_at == SP_NONE) {
+        s->free_at = at;
+        s->free2 = (u8)second;
+      }
       if (k->searched) return;
       continue;
     }
@@ -558,10 +564,14 @@ static struct sp_ct *ct_claim(struct sp_pctx *pc, struct ct_key *k, u32 now, u32
       ct_scan_window(pc, k, tag, w ? ct_home2(home) : home, w, avoid, now, &s);
     }
   }
-  u32 vi, second;
-  if (s.own != SP_NONE) vi = s.own, second = s.own2;
-  else if (s.free_at != SP_NONE) vi = s.free_at, second = s.free2;
-  else vi = s.old_at, second = s.old2;
+  u32 vi = s.old_at, second = s.old2;
+  if (s.own != SP_NONE) {
+    vi = s.own;
+    second = s.own2;
+  } else if (s.free_at != SP_NONE) {
+    vi = s.free_at;
+    second = s.free2;
+  }
   if (vi == SP_NONE) return 0; /* only when the table is smaller than the window */
   struct sp_ct *victim = ct_at(pc, vi);
   if (s.own == SP_NONE && s.free_at == SP_NONE) pc->counters[C_CT_EVICTED]++;

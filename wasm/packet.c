@@ -364,10 +364,12 @@ static inline u32 ct_hash(const struct sp_pctx *pc, const struct ct_key *k) {
   return ct_hash_words(pc, ld64(k->a), ld64(k->a + 8), ld64(k->b), ld64(k->b + 8), ct_tag(k));
 }
 
+/* An entry's tag: its ports, protocol and type (bytes 32..37), as ct_tag makes a key's. */
+static inline u64 ct_entry_tag(const struct sp_ct *e) { return ld64((const u8 *)e + 32) & 0xffffffffffffull; }
+
 static inline int ct_match_words(const struct sp_ct *e, u64 a0, u64 a1, u64 b0, u64 b1, u64 tag) {
   const u8 *b = (const u8 *)e;
-  return (ld64(b + 32) & 0xffffffffffffull) == tag && ld64(b) == a0 && ld64(b + 8) == a1 && ld64(b + 16) == b0 &&
-         ld64(b + 24) == b1;
+  return ct_entry_tag(e) == tag && ld64(b) == a0 && ld64(b + 8) == a1 && ld64(b + 16) == b0 && ld64(b + 24) == b1;
 }
 
 static inline int ct_match_tag(const struct sp_ct *e, const struct ct_key *k, u64 tag) {
@@ -479,7 +481,7 @@ static struct sp_ct *ct_find(const struct sp_pctx *pc, struct ct_key *k, u32 now
 /* An entry in its second window leaves the count of its first home (the hash of its key). */
 static __attribute__((noinline)) void ct_leave_second(struct sp_pctx *pc, const struct sp_ct *e) {
   const u8 *b = (const u8 *)e;
-  ct_overflow_count(pc, ct_hash_words(pc, ld64(b), ld64(b + 8), ld64(b + 16), ld64(b + 24), ld64(b + 32) & 0xffffffffffffull), 0);
+  ct_overflow_count(pc, ct_hash_words(pc, ld64(b), ld64(b + 8), ld64(b + 16), ld64(b + 24), ct_entry_tag(e)), 0);
 }
 
 /* Marks an entry dead; one in its second window leaves its first home's count. */

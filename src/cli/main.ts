@@ -2,7 +2,7 @@
 // printed and everything valid still applies), 2 usage errors.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { formatHostPort, parseHostPort, PROTOCOL_NUMBERS, type Protocol } from '../k8s/net.js';
+import { formatHostPort, parseHostPort, protocolNumber, type Protocol } from '../k8s/net.js';
 import { createDataplane, type Selection, type Selector } from '../engine/dataplane.js';
 import { ImageError } from '../compile/view.js';
 import {
@@ -162,7 +162,7 @@ function parseTo(text: string): { address: string; port: number; protocol: Proto
   const slash = text.lastIndexOf('/');
   const hostPort = slash > text.lastIndexOf(']') && slash > 0 ? text.slice(0, slash) : text;
   const protoText = slash > text.lastIndexOf(']') && slash > 0 ? text.slice(slash + 1).toUpperCase() : 'TCP';
-  if (!(protoText in PROTOCOL_NUMBERS)) throw new UsageError(`--to: protocol must be TCP, UDP or SCTP, got "${protoText}"`);
+  if (protocolNumber(protoText) === undefined) throw new UsageError(`--to: protocol must be TCP, UDP or SCTP, got "${protoText}"`);
   const hp = parseHostPort(hostPort);
   if (!hp) throw new UsageError(`--to must be ADDR:PORT/PROTO (IPv6 as [ADDR]:PORT), got "${text}"`);
   return { address: hp.address, port: hp.port, protocol: protoText as Protocol };

@@ -1,6 +1,6 @@
 // The library's entry point: cluster state + kube-proxy semantics + compiler + core, behind one object.
 
-import { type IpFamily, type Protocol, PROTOCOL_NUMBERS, parseIPv4Word, parseIp, protocolName, writeMappedIPv4 } from '../k8s/net.js';
+import { type IpFamily, type Protocol, parseIPv4Word, parseIp, protocolName, protocolNumber, writeMappedIPv4 } from '../k8s/net.js';
 import type { Note, ValidationError } from '../k8s/types.js';
 import { type ApplyResult, ClusterState, type Kind } from '../control/state.js';
 import { type NodeContext, type ServicePortPlan, nodeContext, planCluster, planService } from '../control/semantics.js';
@@ -165,7 +165,7 @@ const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
 /** Writes one flow into `buf` at `offset` in the core's FLOW layout. Throws on malformed addresses. */
 export function encodeFlow(buf: Uint8Array, offset: number, flow: Omit<Flow, 'now'>): void {
-  const proto = Object.hasOwn(PROTOCOL_NUMBERS, flow.protocol) ? PROTOCOL_NUMBERS[flow.protocol] : undefined;
+  const proto = protocolNumber(flow.protocol);
   const srcWord = parseIPv4Word(flow.src);
   const dstWord = parseIPv4Word(flow.dst);
   if (srcWord >= 0 && dstWord >= 0 && proto !== undefined) {

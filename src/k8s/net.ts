@@ -232,3 +232,9 @@ const PROTOCOL_NAMES = new Map<number, Protocol>(Object.entries(PROTOCOL_NUMBERS
 export function protocolName(num: number): Protocol | undefined {
   return PROTOCOL_NAMES.get(num);
 }
+
+/** The IP protocol number of a protocol name (TCP, UDP, SCTP), or undefined: own names only, so that a
+ * name such as 'constructor' is not found on the object's prototype. */
+export function protocolNumber(name: string): number | undefined {
+  return Object.hasOwn(PROTOCOL_NUMBERS, name) ? PROTOCOL_NUMBERS[name as Protocol] : undefined;
+}

@@ -11,7 +11,7 @@ export {
 export { ImageView, ImageError } from './compile/view.js';
 export { FLOW, RESULT, VERDICTS, DEFAULT_CLUSTER_SEED } from './compile/layout.js';
 export { dumpTables, type DumpFrontend, type Dump } from './dump.js';
-export { PacketPath, newBatchResult, type PacketOutcome, type PacketBatchResult, type ConntrackEntry } from './engine/packet.js';
+export { PacketPath, newBatchResult, StateError, type PacketOutcome, type PacketBatchResult, type ConntrackEntry, type LoadedState } from './engine/packet.js';
 export {
   PACKET_VERDICTS, PACKET_REASONS, REASON_KEYS, DEFAULT_TIMEOUTS, type ConntrackTimeouts, type PacketVerdictName,
 } from './engine/packet-layout.js';

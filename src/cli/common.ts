@@ -75,6 +75,7 @@ export interface Loaded {
 /** Extra dataplane options a command may set (the packet path's table size). */
 export interface LoadOptions {
   conntrackCapacity?: number;
+  affinityCapacity?: number;
 }
 
 export async function load(paths: string[], values: Record<string, unknown>, io: Io, extra: LoadOptions = {}): Promise<Loaded> {
@@ -83,7 +84,7 @@ export async function load(paths: string[], values: Record<string, unknown>, io:
     for (const f of ['node', 'node-ip', 'zone', 'cluster-seed', 'table-seed', 'ingress-class']) {
       if (values[f] !== undefined) io.stderr(`note: --${f} is ignored for a compiled image (it was fixed at compile time)\n`);
     }
-    const selector = await openImage(new Uint8Array(readFileSync(paths[0] as string)), { conntrackCapacity: extra.conntrackCapacity });
+    const selector = await openImage(new Uint8Array(readFileSync(paths[0] as string)), { conntrackCapacity: extra.conntrackCapacity, affinityCapacity: extra.affinityCapacity });
     return { selector, errors: [], fromImage: true };
   }
   const { objects, errors } = await readManifestPaths(paths, io.stdin);
@@ -100,6 +101,7 @@ export async function load(paths: string[], values: Record<string, unknown>, io:
     tableSeed: seed(values['table-seed'], 0, 'table-seed'),
     ingressClass: values['ingress-class'] as string | undefined,
     conntrackCapacity: extra.conntrackCapacity,
+    affinityCapacity: extra.affinityCapacity,
   });
   for (const ip of (values['node-ip'] as string[] | undefined) ?? []) {
     if (!parseHostPort(`${ip.includes(':') ? `[${ip}]` : ip}:1`)) throw new UsageError(`--node-ip: invalid IP address "${ip}"`);

@@ -48,17 +48,20 @@ reverse NAT, source ranges. Same inputs and seeds give identical bytes.
 
   -o, --output FILE    where to write the image (required)
 ${NODE_HELP}`,
-  dump: `Usage: svcplane dump PATH...|IMAGE [ingress | conntrack --pcap IN] [node options] [-o table|json]
+  dump: `Usage: svcplane dump PATH...|IMAGE [ingress | conntrack [--load-state FILE] [--pcap IN]] [node options]
+                    [-o table|json]
 
 Lists every frontend (ClusterIP, NodePort, LoadBalancer, ExternalIP) with the backends it selects among
 for traffic from outside the node, and what a new connection gets when there are none (reject or drop).
 With 'ingress' as the last argument: the compiled Ingress routes (hosts, paths, types, targets).
-With 'conntrack' as the last argument: the conntrack table after replaying the capture IN (see replay).
+With 'conntrack' as the last argument: the live flows of a saved flow state (replay --save-state), or
+after replaying the capture IN (from that state, or from empty tables; see replay).
 
   -o, --output FORMAT  table (default) or json
-  --pcap IN            with 'conntrack': the capture to replay first
+  --load-state FILE    with 'conntrack': the saved flow state to list (at the time it was saved)
+  --pcap IN            with 'conntrack': a capture to replay first
   --conntrack-capacity N
-                       with 'conntrack': conntrack entries (default 16384)
+                       with 'conntrack': conntrack entries (default 16384, or the --load-state file's)
 ${NODE_HELP}`,
   trace: `Usage: svcplane trace PATH...|IMAGE --to ADDR:PORT/PROTO --from ADDR:PORT [--time SECONDS] [-o table|json]
 
@@ -135,7 +138,9 @@ async function cmdDump(args: string[], io: Io): Promise<number> {
   if (positionals.length > 1 && positionals[positionals.length - 1] === 'conntrack' && !existsSync('conntrack')) {
     return dumpConntrack(positionals.slice(0, -1), values, io);
   }
-  if (values.pcap !== undefined || values['conntrack-capacity'] !== undefined) throw new UsageError(`--pcap and --conntrack-capacity go with 'dump ... conntrack'`);
+  if (values.pcap !== undefined || values['conntrack-capacity'] !== undefined || values['load-state'] !== undefined) {
+    throw new UsageError(`--pcap, --load-state and --conntrack-capacity go with 'dump ... conntrack'`);
+  }
   // 'ingress' as the last argument selects the routes table (unless a file of that name exists).
   const ingress = positionals.length > 1 && positionals[positionals.length - 1] === 'ingress' && !existsSync('ingress');
   const { selector, errors } = await load(ingress ? positionals.slice(0, -1) : positionals, values, io);

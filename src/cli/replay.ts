@@ -8,10 +8,12 @@ import type { ValidationError } from '../k8s/types.js';
 import type { ConntrackEntry } from '../engine/packet.js';
 import { CaptureError, readCapture, writePcap, type Capture } from '../packet/pcap.js';
 import { replayCapture, type ReplayResult, type ReplaySummary } from '../packet/replay.js';
+import { type FlowState, StateError, decodeState } from '../engine/packet-state.js';
 import { PACKET_REASONS, REASON_KEYS, type PacketVerdictName } from '../engine/packet-layout.js';
 import { type Io, NODE_HELP, NODE_OPTIONS, UsageError, columns, load, outputFormat, parse, printErrors } from './common.js';
 
-export const REPLAY_HELP = `Usage: svcplane replay PATH...|IMAGE --pcap IN [-w OUT] [--conntrack] [node options] [-o table|json]
+export const REPLAY_HELP = `Usage: svcplane replay PATH...|IMAGE --pcap IN [-w OUT] [--conntrack] [--load-state FILE] [--save-state FILE]
+                      [node options] [-o table|json]
 
 Runs a capture through the packet path, as this node would forward it: new flows to a frontend are
 load-balanced (session affinity, Maglev) and DNATed to the backend, established flows keep their
@@ -25,9 +27,13 @@ Prints a summary per verdict, reason and service.
                        packets (rewritten), and the ICMP rejects; dropped and rejected packets are left out
   --conntrack          also list the conntrack table after the replay
   --conntrack-capacity N
-                       conntrack entries (default 16384, rounded up to a power of two; a flow takes two,
-                       and flows start to be evicted before the table is full: allow twice the entries
-                       the capture's concurrent flows need)
+                       conntrack entries (default 16384, or the --load-state file's; rounded up to a power
+                       of two; a flow takes two, and flows start to be evicted before the table is full:
+                       allow twice the entries the capture's concurrent flows need)
+  --save-state FILE    write the flow state after the replay (conntrack and session affinity tables), to
+                       go on from with --load-state or to list with 'dump ... conntrack --load-state FILE'
+  --load-state FILE    start from a saved flow state instead of empty tables: established flows keep their
+                       backends while the tables still list them, replies are reverse-NATed
   -o, --output FORMAT  table (default) or json
 ${NODE_HELP}`;
 
@@ -35,12 +41,14 @@ ${NODE_HELP}`;
 export const REPLAY_INPUT_OPTIONS = {
   pcap: { type: 'string' },
   'conntrack-capacity': { type: 'string' },
+  'load-state': { type: 'string' },
 } as const;
 
 const REPLAY_OPTIONS = {
   ...NODE_OPTIONS,
   ...REPLAY_INPUT_OPTIONS,
   write: { type: 'string', short: 'w' },
+  'save-state': { type: 'string' },
   conntrack: { type: 'boolean' },
   output: { type: 'string', short: 'o' },
 } as const;
@@ -62,14 +70,72 @@ function capacity(text: unknown): number | undefined {
   return n;
 }
 
-/** Loads the tables, replays the capture; shared by `replay` and `dump ... conntrack`. */
-async function loadAndReplay(positionals: string[], values: Record<string, unknown>, io: Io): Promise<{ selector: Selector; result: ReplayResult; errors: ValidationError[] }> {
+/** A state file given with --load-state: its bytes, and the table sizes the dataplane must have for it. */
+interface StateInput {
+  path: string;
+  bytes: Uint8Array;
+  state: FlowState;
+}
+
+function readStateFile(path: string): StateInput {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new UsageError(`--load-state ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return { path, bytes, state: decodeState(bytes) };
+  } catch (e) {
+    if (e instanceof StateError) throw new StateFileError(path, e.message);
+    throw e;
+  }
+}
+
+/** A state file that cannot be used: reported with exit code 1, as a malformed capture. */
+class StateFileError extends Error {
+  constructor(readonly path: string, message: string) {
+    super(message);
+  }
+}
+
+interface Replayed {
+  selector: Selector;
+  /** Undefined for `dump ... conntrack --load-state FILE` without --pcap. */
+  result: ReplayResult | undefined;
+  errors: ValidationError[];
+  /** The time the tables were last at: the capture's last second, else the loaded state's clock. */
+  clock: number;
+}
+
+/** Loads the tables (and a saved state), replays the capture; shared by `replay` and `dump ... conntrack`. */
+async function loadAndReplay(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean): Promise<Replayed> {
   const pcap = values.pcap as string | undefined;
-  if (!pcap) throw new UsageError('needs --pcap IN (a pcap or pcapng capture)');
-  const conntrackCapacity = capacity(values['conntrack-capacity']);
-  const capture = readCaptureFile(pcap);
-  const { selector, errors } = await load(positionals, values, io, { conntrackCapacity });
-  return { selector, result: replayCapture(selector, capture), errors };
+  const statePath = values['load-state'] as string | undefined;
+  if (!pcap && (needCapture || !statePath)) throw new UsageError(needCapture ? 'needs --pcap IN (a pcap or pcapng capture)' : 'needs --pcap IN (a capture to replay) or --load-state FILE (a saved flow state)');
+  const given = capacity(values['conntrack-capacity']);
+  const input = statePath !== undefined ? readStateFile(statePath) : undefined;
+  const capture = pcap ? readCaptureFile(pcap) : undefined;
+  // The state's table sizes unless told otherwise (loadState then says why they must match).
+  const conntrackCapacity = given ?? input?.state.ctCapacity;
+  const { selector, errors } = await load(positionals, values, io, { conntrackCapacity, affinityCapacity: input?.state.affinityCapacity });
+  let clock = 0;
+  if (input) {
+    let loaded;
+    try {
+      loaded = selector.packets.loadState(input.bytes);
+    } catch (e) {
+      if (e instanceof StateError) throw new StateFileError(input.path, e.message);
+      throw e;
+    }
+    clock = loaded.clock;
+    if (loaded.unknownFrontends > 0) {
+      io.stderr(`note: ${input.path}: ${loaded.unknownFrontends} of its ${loaded.flows} flows are to frontends these tables do not have: they keep their translation and name no Service\n`);
+    }
+  }
+  const result = capture ? replayCapture(selector, capture) : undefined;
+  if (result && result.summary.processed > 0) clock = result.summary.lastTime;
+  return { selector, result, errors, clock };
 }
 
 export function formatConntrack(entries: readonly ConntrackEntry[]): string {
@@ -84,16 +150,20 @@ export function formatConntrack(entries: readonly ConntrackEntry[]): string {
   return columns(rows).join('\n') + '\n';
 }
 
-type Replayed = Awaited<ReturnType<typeof loadAndReplay>>;
-
-/** loadAndReplay, or the exit code 1 after reporting a malformed capture. */
-async function replayOrReport(positionals: string[], values: Record<string, unknown>, io: Io): Promise<Replayed | number> {
+/** loadAndReplay, or the exit code 1 after reporting a malformed capture or an unusable state file. */
+async function replayOrReport(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean): Promise<Replayed | number> {
   try {
-    return await loadAndReplay(positionals, values, io);
+    return await loadAndReplay(positionals, values, io, needCapture);
   } catch (e) {
-    if (!(e instanceof CaptureError)) throw e;
-    io.stderr(`svcplane: ${String(values.pcap)}: malformed capture: ${e.message}\n`);
-    return 1;
+    if (e instanceof CaptureError) {
+      io.stderr(`svcplane: ${String(values.pcap)}: malformed capture: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof StateFileError) {
+      io.stderr(`svcplane: ${e.path}: cannot load the flow state: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
   }
 }
 
@@ -104,13 +174,16 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const format = outputFormat(values.output);
-  const run = await replayOrReport(positionals, values, io);
+  const run = await replayOrReport(positionals, values, io, true);
   if (typeof run === 'number') return run;
-  const { selector, result, errors } = run;
+  const { selector, errors, clock } = run;
+  const result = run.result as ReplayResult;
   const counters = selector.packets.counters();
   const out = values.write as string | undefined;
   if (out) writeFileSync(out, writePcap(result.output));
-  const conntrack = values.conntrack ? selector.packets.conntrack(result.summary.lastTime) : undefined;
+  const saveTo = values['save-state'] as string | undefined;
+  if (saveTo) writeFileSync(saveTo, selector.packets.saveState(clock));
+  const conntrack = values.conntrack ? selector.packets.conntrack(clock) : undefined;
   if (format === 'json') {
     io.stdout(`${JSON.stringify({ ...result.summary, counters, ...(conntrack ? { conntrack } : {}), errors }, null, 2)}\n`);
   } else {
@@ -119,16 +192,20 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
     if (conntrack) io.stdout(`\n${formatConntrack(conntrack)}`);
   }
   if (out) io.stderr(`wrote ${out}: ${result.summary.written} packets\n`);
+  if (saveTo) io.stderr(`wrote ${saveTo}: the flow state at ${clock} s (${selector.packets.conntrack(clock).length} live flows)\n`);
   return errors.length > 0 ? 1 : 0;
 }
 
-/** `svcplane dump PATH...|IMAGE conntrack --pcap IN`: the conntrack table after replaying IN. */
+/**
+ * `svcplane dump PATH...|IMAGE conntrack [--load-state FILE] [--pcap IN]`: the conntrack table of a saved
+ * state, after replaying IN (from that state, or from empty tables).
+ */
 export async function dumpConntrack(positionals: string[], values: Record<string, unknown>, io: Io): Promise<number> {
   const format = outputFormat(values.output);
-  const run = await replayOrReport(positionals, values, io);
+  const run = await replayOrReport(positionals, values, io, false);
   if (typeof run === 'number') return run;
-  const entries = run.selector.packets.conntrack(run.result.summary.lastTime);
-  if (format === 'json') io.stdout(`${JSON.stringify({ conntrack: entries, at: run.result.summary.lastTime, errors: run.errors }, null, 2)}\n`);
+  const entries = run.selector.packets.conntrack(run.clock);
+  if (format === 'json') io.stdout(`${JSON.stringify({ conntrack: entries, at: run.clock, errors: run.errors }, null, 2)}\n`);
   else {
     printErrors(run.errors, io);
     io.stdout(formatConntrack(entries));

@@ -101,6 +101,8 @@ const READER_BATCH = 1024;
 const READER_STACK = 65536;
 
 const PAGE = 65536;
+/** sp_ctx.aff_seed (wasm/svcplane.h: image, aff_off, aff_mask, aff_seed, ...). */
+const CTX_AFF_SEED = 12;
 const align8 = (n: number): number => (n + 7) & ~7;
 
 export type EngineKind = 'wasm' | 'native';
@@ -152,6 +154,8 @@ export class Core implements ImageMemory {
   private readonly readerHandles: ReaderHandle[] = [];
   private readonly packets: PacketBuffers;
   private readonly stateSeed: number | undefined;
+  /** The ClientIP affinity table: offset, entries (AFFINITY_ENTRY_SIZE bytes each). */
+  private readonly affinity: { offset: number; capacity: number };
 
   constructor(kind: EngineKind, exports: CoreExports, opts: CoreOptions = {}, sharedMemory?: WebAssembly.Memory) {
     this.kind = kind;
@@ -172,6 +176,7 @@ export class Core implements ImageMemory {
     this.batchCapacity = opts.batchCapacity ?? 4096;
     this.ctx = align8(this.x.sp_heap_base());
     const affinity = align8(this.ctx + CTX_SIZE);
+    this.affinity = { offset: affinity, capacity: cap };
     this.scratch = align8(affinity + cap * AFFINITY_ENTRY_SIZE);
     this.batchPtr = align8(this.scratch + FLOW.size + RESULT.size + 32);
     this.routerScratch = align8(this.batchPtr + this.batchCapacity * (FLOW.size + RESULT.size));
@@ -280,6 +285,14 @@ export class Core implements ImageMemory {
   /** The packet path's buffers and state in core memory. */
   packetBuffers(): PacketBuffers {
     return this.packets;
+  }
+
+  /**
+   * Where the state that flows build lives, for saving and restoring it (PacketPath.saveState): the
+   * affinity table, and the offset of the affinity seed in the core context (sp_ctx.aff_seed).
+   */
+  flowState(): { affinity: number; affinityCapacity: number; affinitySeedAt: number } {
+    return { affinity: this.affinity.offset, affinityCapacity: this.affinity.capacity, affinitySeedAt: this.ctx + CTX_AFF_SEED };
   }
 
   /** Runs `count` (<= packetBuffers().capacity) packets whose descriptors are already in core memory. */

@@ -1,6 +1,6 @@
 // The library's entry point: cluster state + kube-proxy semantics + compiler + core, behind one object.
 
-import { type IpFamily, type Protocol, parseIPv4Word, parseIp, protocolName, protocolNumber, writeMappedIPv4 } from '../k8s/net.js';
+import { type IpFamily, type Protocol, formatIp, parseIPv4Word, parseIp, protocolName, protocolNumber, writeMappedIPv4 } from '../k8s/net.js';
 import type { Note, ValidationError } from '../k8s/types.js';
 import { type ApplyResult, ClusterState, type Kind } from '../control/state.js';
 import { type NodeContext, type ServicePortPlan, nodeContext, planCluster, planService } from '../control/semantics.js';
@@ -318,6 +318,10 @@ export class Selector {
       const named = view && rn ? { service: view.service(rn.slot)?.name ?? '', address: rn.address, port: rn.port, protocol: rn.protocol } : undefined;
       cache.revnats.set(revnat, named);
       return named;
+    }, (frontends) => {
+      const index = new Map<string, number>();
+      for (const fe of this.tables?.frontends() ?? []) index.set(`${fe.address}|${fe.port}|${fe.protocol}`, fe.revnat);
+      return frontends.map((f) => index.get(`${formatIp(f.address)}|${f.port}|${protocolName(f.proto) ?? String(f.proto)}`));
     });
     return this.packetPath;
   }
@@ -571,7 +575,7 @@ export async function createDataplane(opts: DataplaneOptions): Promise<Dataplane
 }
 
 /** Opens a compiled image for selection and dumps (no cluster state). */
-export async function openImage(bytes: Uint8Array, opts: { engine?: EngineName; conntrackCapacity?: number } = {}): Promise<Selector> {
+export async function openImage(bytes: Uint8Array, opts: { engine?: EngineName; conntrackCapacity?: number; affinityCapacity?: number } = {}): Promise<Selector> {
   const s = new Selector(opts);
   s.loadImage(bytes);
   return s;

@@ -11,7 +11,9 @@ export const CT = {
 } as const;
 
 /** Packet-path state: conntrack table location, timeouts, counters (u64 each, from `counters`). */
-export const PCTX = { size: 320, ctx: 0, ctOff: 4, ctMask: 8, ctSeed: 12, timeout: 16, counters: 64 } as const;
+export const PCTX = { size: 320, ctx: 0, ctOff: 4, ctMask: 8, ctSeed: 12, timeout: 16, sweep: 48, sweepTick: 52, counters: 64 } as const;
+/** Timeout slots in the state (T_* in wasm/packet.h; TIMEOUTS names the ones in use). */
+export const SP_TIMEOUTS = 8;
 
 export const PACKET_STRUCT_SIZES = [PKT.size, CT.size, PCTX.size] as const;
 

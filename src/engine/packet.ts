@@ -3,10 +3,14 @@
 // counters and the conntrack table are decoded here; nothing about a packet is decided here.
 
 import type { Core } from './core.js';
-import { formatIp, protocolName } from '../k8s/net.js';
+import { formatIp, parseIp, protocolName, protocolNumber } from '../k8s/net.js';
+import { AFFINITY_ENTRY_SIZE, HEADER } from '../compile/layout.js';
+import { type FlowState, StateError, decodeState, encodeState } from './packet-state.js';
+
+export { StateError };
 import {
   CT, CT_FORWARD, CT_TCP_FIN, CT_TCP_REPLIED, CT_TCP_RST, COUNTER_SLOTS, EVENT_COUNTERS, PACKET_REASONS,
-  PACKET_VERDICTS, PCTX, PKT, REASON_KEYS, REPLY_MAX, TIMEOUTS, type ConntrackTimeouts, type PacketVerdictName,
+  PACKET_VERDICTS, PCTX, PKT, REASON_KEYS, REPLY_MAX, SP_TIMEOUTS, TIMEOUTS, type ConntrackTimeouts, type PacketVerdictName,
 } from './packet-layout.js';
 
 /** What the packet path did with one packet. */
@@ -46,6 +50,20 @@ export interface ConntrackEntry {
 /** Names a rev-NAT index: the frontend and the Service it belongs to, from the tables being served. */
 export type FrontendNamer = (revnat: number) => { service: string; address: string; port: number; protocol: string } | undefined;
 
+/** The rev-NAT indices of frontends (address in its 16-byte form, port, protocol number) in the tables being served. */
+export type FrontendResolver = (frontends: readonly { address: Uint8Array; port: number; proto: number }[]) => (number | undefined)[];
+
+/** What loadState restored. */
+export interface LoadedState {
+  /** The clock (seconds) of the last batch before the state was saved. */
+  clock: number;
+  /** Conntrack flows (forward entries) and ClientIP affinity entries restored. */
+  flows: number;
+  affinityEntries: number;
+  /** Flows whose frontend is not in the tables being served (they keep their translation, but name no Service). */
+  unknownFrontends: number;
+}
+
 const NONE = 0xffffffff;
 const DESCRIPTOR_WORDS = PKT.size / 4;
 // The word layout processBatch reads and writes the descriptors with.
@@ -59,7 +77,7 @@ export function newBatchResult(count: number): PacketBatchResult {
 }
 
 export class PacketPath {
-  constructor(private readonly core: Core, private readonly namer: FrontendNamer) {}
+  constructor(private readonly core: Core, private readonly namer: FrontendNamer, private readonly resolver: FrontendResolver) {}
 
   /**
    * Runs `count` packets of `data` (packet i at offsets[i], lengths[i] bytes, from its first IP header
@@ -186,6 +204,112 @@ export class PacketPath {
   /** Entries the conntrack table holds (a flow takes two). */
   get conntrackCapacity(): number {
     return this.core.packetBuffers().conntrackCapacity;
+  }
+
+  /**
+   * The flow state, to continue in another dataplane (loadState) or to list later: the conntrack and
+   * ClientIP affinity tables, their seeds, the timeouts and the sweep's position. `clock`: the time of the
+   * last batch (seconds), kept with the state for listing it. Format: src/engine/packet-state.ts.
+   */
+  saveState(clock: number): Uint8Array {
+    const buf = this.core.packetBuffers();
+    const fs = this.core.flowState();
+    const mem = this.core.memory;
+    const dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
+    const frontends = new Map<number, FlowState['frontends'][number] | undefined>();
+    const nonZero = (at: number, size: number): boolean => {
+      for (let i = 0; i < size; i++) if (mem[at + i] !== 0) return true;
+      return false;
+    };
+    const conntrack: FlowState['conntrack'] = [];
+    for (let slot = 0; slot < buf.conntrackCapacity; slot++) {
+      const at = buf.conntrack + slot * CT.size;
+      if (!nonZero(at, CT.size)) continue; // empty; an empty slot may still count second-window entries (info)
+      const bytes = mem.slice(at, at + CT.size);
+      const e = new DataView(bytes.buffer);
+      const revnat = e.getUint32(CT.revnat, true);
+      if (revnat !== NONE) {
+        if (!frontends.has(revnat)) frontends.set(revnat, this.stateFrontend(revnat));
+        if (!frontends.get(revnat)) e.setUint32(CT.revnat, NONE, true); // no longer in the tables: nothing to name
+      }
+      conntrack.push({ slot, bytes });
+    }
+    const affinity: FlowState['affinity'] = [];
+    for (let slot = 0; slot < fs.affinityCapacity; slot++) {
+      const at = fs.affinity + slot * AFFINITY_ENTRY_SIZE;
+      if (nonZero(at, AFFINITY_ENTRY_SIZE)) affinity.push({ slot, bytes: mem.slice(at, at + AFFINITY_ENTRY_SIZE) });
+    }
+    const u32 = (at: number): number => dv.getUint32(at, true);
+    return encodeState({
+      clock,
+      ctCapacity: buf.conntrackCapacity,
+      ctSeed: u32(buf.pctx + PCTX.ctSeed),
+      sweep: u32(buf.pctx + PCTX.sweep),
+      sweepTick: u32(buf.pctx + PCTX.sweepTick),
+      timeouts: Array.from({ length: SP_TIMEOUTS }, (_, i) => u32(buf.pctx + PCTX.timeout + i * 4)),
+      affinityCapacity: fs.affinityCapacity,
+      affinitySeed: u32(fs.affinitySeedAt),
+      frontends: [...frontends.values()].filter((f) => f !== undefined),
+      conntrack,
+      affinity,
+    });
+  }
+
+  private stateFrontend(revnat: number): FlowState['frontends'][number] | undefined {
+    const fe = this.namer(revnat);
+    const address = fe && parseIp(fe.address);
+    const proto = fe && protocolNumber(fe.protocol);
+    if (!fe || !address || proto === undefined) return undefined;
+    return { revnat, address: address.bytes, port: fe.port, proto };
+  }
+
+  /**
+   * Replaces the flow state with a saved one (saveState), checked whole first: a malformed file, or one
+   * for tables of other capacities, throws StateError and changes nothing. Entries name their frontend
+   * again by its index in the tables being served; every established flow is checked against them at
+   * its next packet (its backend kept while it is in the list, as after any table change). Counters stay.
+   * Load it once the tables are in place: loading a whole image (loadImage) starts the packet path afresh.
+   */
+  loadState(bytes: Uint8Array): LoadedState {
+    const s = decodeState(bytes);
+    const buf = this.core.packetBuffers();
+    const fs = this.core.flowState();
+    if (s.ctCapacity !== buf.conntrackCapacity) {
+      throw new StateError(`the state's conntrack table has ${s.ctCapacity} entries, this dataplane's ${buf.conntrackCapacity}: create it with conntrackCapacity ${s.ctCapacity} (CLI: --conntrack-capacity)`);
+    }
+    if (s.affinityCapacity !== fs.affinityCapacity) {
+      throw new StateError(`the state's affinity table has ${s.affinityCapacity} entries, this dataplane's ${fs.affinityCapacity}: create it with affinityCapacity ${s.affinityCapacity}`);
+    }
+    const resolved = this.resolver(s.frontends);
+    const revnats = new Map(s.frontends.map((f, i) => [f.revnat, resolved[i] ?? NONE]));
+    const mem = this.core.memory;
+    const dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
+    // A generation the tables are not at (nor will be for 2^32 publications): each flow's next packet
+    // checks its backend against the tables being served, whatever generation the saving tables were at.
+    const stale = (dv.getUint32(this.core.imageBase + HEADER.generation, true) - 1) >>> 0;
+    mem.fill(0, buf.conntrack, buf.conntrack + buf.conntrackCapacity * CT.size);
+    let flows = 0;
+    let unknownFrontends = 0;
+    for (const { slot, bytes: entry } of s.conntrack) {
+      const at = buf.conntrack + slot * CT.size;
+      mem.set(entry, at);
+      const revnat = dv.getUint32(at + CT.revnat, true);
+      const mapped = revnat === NONE ? NONE : (revnats.get(revnat) ?? NONE);
+      dv.setUint32(at + CT.revnat, mapped, true);
+      if (mem[at + CT.type] === CT_FORWARD) {
+        flows++;
+        if (mapped === NONE) unknownFrontends++;
+        dv.setUint32(at + CT.gen, stale, true);
+      }
+    }
+    mem.fill(0, fs.affinity, fs.affinity + fs.affinityCapacity * AFFINITY_ENTRY_SIZE);
+    for (const { slot, bytes: entry } of s.affinity) mem.set(entry, fs.affinity + slot * AFFINITY_ENTRY_SIZE);
+    dv.setUint32(fs.affinitySeedAt, s.affinitySeed, true);
+    dv.setUint32(buf.pctx + PCTX.ctSeed, s.ctSeed, true);
+    dv.setUint32(buf.pctx + PCTX.sweep, s.sweep, true);
+    dv.setUint32(buf.pctx + PCTX.sweepTick, s.sweepTick, true);
+    s.timeouts.forEach((t, i) => dv.setUint32(buf.pctx + PCTX.timeout + i * 4, t, true));
+    return { clock: s.clock, flows, affinityEntries: s.affinity.length, unknownFrontends };
   }
 
   /** Live conntrack flows at `now` (one per flow: its forward entry), ordered by client then frontend. */

@@ -820,7 +820,7 @@ static ALWAYS_INLINE void reverse_nat_inline(struct sp_pctx *pc, struct sp_pkt *
   rewrite_inline(p, 0, re->nat, re->nat_port, p->total - p->l4);
   ct_touch(pc, fwd, p, 0, now);
   d->revnat = re->revnat;
-  d->ct = re->peer;
+  d->ct = re->peer & pc->ct_mask; /* the slot ct_peer read: an entry's index is masked wherever it is used */
   set_verdict(d, PV_REVERSE, PR_REVERSE);
   if (p->frag == 1) frag_track(pc, p, p->src, p->dst, 1, re->nat, ri, now);
 }
@@ -970,7 +970,7 @@ static void icmp_packet(struct sp_pctx *pc, struct sp_pkt *d, struct pkt *p, u32
     }
     csum_apply(icmp + 2, acc);
     d->revnat = e->revnat;
-    d->ct = e->peer;
+    d->ct = e->peer & pc->ct_mask;
     return set_verdict(d, PV_REVERSE, PR_ICMP_REVERSE);
   }
   /* The quoted packet went frontend -> client (a reverse-NATed reply): the error goes on to the backend. */

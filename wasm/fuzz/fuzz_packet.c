@@ -19,8 +19,10 @@
  *   first or a later fragment), BUILD (a well-formed packet to the image's frontend number `ref`, from a
  *   source the data chooses), IMAGE (the data is the packet; before it, the image changes as a
  *   publication would: a service's backends reordered, one leaving or changing port, a list emptied,
- *   affinity toggled, generation bumped; or detach / re-attach). Derived packets get the data XORed in,
- *   so the fuzzer can break them too.
+ *   affinity toggled, generation bumped; or detach / re-attach), STATE (the data is the packet; before
+ *   it, the data is XORed into the conntrack table, or with parameter bit 0 the affinity table, at an
+ *   offset from `ref` and the parameter: entries as a loaded state file or a stray write may leave them,
+ *   which the core must survive). Derived packets get the data XORed in, so the fuzzer can break them too.
  * Packets are processed in batches (a batch ends at a time step, a break bit, or a packet derived from
  * one of the same batch). A custom mutator mutates mostly the records, sometimes the header or the image.
  *
@@ -74,7 +76,7 @@ size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 #define HDR 8u
 #define REC 6u
 
-enum { K_RAW = 0, K_REPEAT = 1, K_REPLY = 2, K_ICMP = 3, K_FRAG = 4, K_BUILD = 5, K_IMAGE = 6 };
+enum { K_RAW = 0, K_REPEAT = 1, K_REPLY = 2, K_ICMP = 3, K_FRAG = 4, K_BUILD = 5, K_IMAGE = 6, K_STATE = 7 };
 
 #define CHECK(c)                                                                                 \
   do {                                                                                           \
@@ -674,6 +676,17 @@ static void check_reply(const struct sp_pkt *d, const u8 *in) {
 }
 
 static int last_of_batch, evicted_in_batch;
+static int state_scribbled; /* by K_STATE: entries need not agree with each other any more */
+static u32 aff_cap_now;
+
+/* STATE: XORs `data` into the conntrack table (or the affinity table) from an offset chosen by ref and pa. */
+static void state_scribble(u32 pa, u32 ref, const u8 *data, u32 n) {
+  u32 table = (pa & 1) ? AFF : CT;
+  u32 bytes = (pa & 1) ? aff_cap_now * (u32)sizeof(struct sp_affinity) : ct_cap * (u32)sizeof(struct sp_ct);
+  u32 at = ((ref << 4) | (pa >> 1)) * 8u % bytes;
+  for (u32 k = 0; k < n; k++) sp_mem_base[table + (at + k) % bytes] ^= data[k];
+  state_scribbled = 1;
+}
 
 static void check_packet(u32 i, u32 len, u32 reply_off) {
   cur_pkt = i;
@@ -699,7 +712,7 @@ static void check_packet(u32 i, u32 len, u32 reply_off) {
      * evicted something) d->ct names the flow's forward entry, of the same frontend. */
     if (last_of_batch && !evicted_in_batch) {
       const struct sp_ct *e = (const struct sp_ct *)(sp_mem_base + CT) + d->ct;
-      CHECK(e->type == CT_FORWARD && e->revnat == d->revnat);
+      CHECK(e->type == CT_FORWARD && (e->revnat == d->revnat || state_scribbled)); /* reply entries name it too */
     }
   }
 
@@ -810,6 +823,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ct_cap = 8u << (data[0] & 7);
   differential = ct_cap <= 128;
   u32 aff_cap = (data[1] & 0x80) ? 8 : AFF_CAP;
+  aff_cap_now = aff_cap;
+  state_scribbled = 0;
   desc_off = (CT + ct_cap * (u32)sizeof(struct sp_ct) + 7) & ~7u;
   img_off = (desc_off + (MAX_PKTS + 1) * (u32)sizeof(struct sp_pkt) + 7) & ~7u;
   slots_off = ((img_off + il + 7) & ~7u) + RZ;
@@ -856,7 +871,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int derived_out = r && (kind == K_REPLY || kind == K_ICMP);
     /* Flush the pending batch when this packet needs a later time, a break, an output of it, or changes
      * the image. */
-    if (i == npk || (i > first && ((r->fl & 15) >= 4 || (r->fl & 16) || kind == K_IMAGE || (derived_out && ref >= first)))) {
+    if (i == npk || (i > first && ((r->fl & 15) >= 4 || (r->fl & 16) || kind == K_IMAGE || kind == K_STATE || (derived_out && ref >= first)))) {
       u32 cnt = i - first;
       if (cnt) {
         const u64 *counters = ((const struct sp_pctx *)(sp_mem_base + PCTX))->counters;
@@ -880,6 +895,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       fprintf(stderr, "rec %2u kind %u param %2u ref %3u step %2u flags %02x pad %02x data %u now %u\n", i, kind, pa, ref,
               r->fl & 15, r->fl & 0xf0, r->pad, r->n, now);
     if (kind == K_IMAGE) image_change(pa, r->ref, il, &attached);
+    if (kind == K_STATE) state_scribble(pa, r->ref, r->data, r->n);
     u32 len;
     switch (kind) {
     case K_REPEAT:

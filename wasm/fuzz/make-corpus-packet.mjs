@@ -15,7 +15,7 @@ const dir = outArg ? resolve(outArg) + '/' : new URL('./out/seeds-packet/', impo
 mkdirSync(dir, { recursive: true });
 
 // ---- packets ----
-const K = { RAW: 0, REPEAT: 1, REPLY: 2, ICMP: 3, FRAG: 4, BUILD: 5, IMAGE: 6 };
+const K = { RAW: 0, REPEAT: 1, REPLY: 2, ICMP: 3, FRAG: 4, BUILD: 5, IMAGE: 6, STATE: 7 };
 const FL = { SYN: 0, SYNACK: 1, ACK: 2, FINACK: 3, RST: 4, PSHACK: 5, RSTACK: 6, KEEP: 7 };
 const TCPF = [0x02, 0x12, 0x10, 0x11, 0x04, 0x18, 0x14];
 
@@ -96,6 +96,9 @@ const build = (fe, src = 0, flags = FL.SYN, data = [], fl = 0) => rec(K.BUILD, s
 const repeat = (ref, flags = FL.ACK, fl = 0) => rec(K.REPEAT, flags, ref, fl, 0);
 const reply = (ref, flags = FL.SYNACK, fl = 0, tune = 0) => rec(K.REPLY, flags | (tune << 3), ref, fl, 0);
 const imageOp = (action, list, ref, bytes) => rec(K.IMAGE, action | (list << 3), ref, 0, 0, bytes);
+// STATE: `xor` XORed into the conntrack table (affinity: 1 for the affinity table) at 8 x ((ref << 4) | at), then
+// `packet` as a raw packet.
+const stateOp = (affinity, at, ref, xor, packet) => rec(K.STATE, affinity | (at << 1), ref, 0, 0, [...xor, ...packet.slice(xor.length)]);
 const icmp = (ref, { full = 0, router = 0, type = 0 } = {}, fl = 0) => rec(K.ICMP, full | (router << 1) | (type << 2), ref, fl, 0);
 const frag = (ref, later = 0, offset = 0, fl = 0) => rec(K.FRAG, later | (offset << 1), ref, fl, 0);
 const DT = { 0: 0, 1: 4, 2: 6, 5: 7, 10: 8, 11: 9, 30: 10, 31: 11, 60: 12, 61: 13, 600: 14, 21601: 15 };
@@ -236,6 +239,15 @@ for (const [si, set] of sets.entries()) {
     const aff = [];
     for (let i = 0; i < 8; i++) aff.push(build(fes.findIndex((f) => f.address === '10.96.0.30') >>> 0, 1, FL.SYN, [7, 0x10, i], i === 4 ? dt(600) : 0));
     write(`${tag}-affinity`, input(image, aff, { cap: 2 }));
+    // Flows, then entries scribbled over as a loaded state file (or a stray write) may leave them: types,
+    // peers, expiries, distances and counts that disagree; the flows' next packets and replies must cope.
+    if (!ii) {
+      const st = [];
+      for (let i = 0; i < 6; i++) st.push(build(i % fes.length, i % 4, FL.SYN, [i, 0x40 + i]), reply(i * 2, FL.SYNACK));
+      const junk = (k) => Array.from({ length: 48 }, (_, j) => (j * 37 + k * 11) & 0xff);
+      for (let k = 0; k < 6; k++) st.push(stateOp(k === 5 ? 1 : 0, k * 3, k, junk(k), [0x45, 0, 0, 20]), repeat(k * 2, FL.ACK), reply(k * 2, FL.ACK));
+      write(`${tag}-state`, input(image, st.slice(0, 32), { cap: 1 }));
+    }
   }
 
   // Image changes between batches: backends reordered, leaving, changing port, lists emptying, affinity

@@ -240,6 +240,7 @@ describe('svcplane replay --save-state / --load-state, dump ... conntrack --load
     expect(saved.err).toMatch(/wrote .*a\.state: the flow state at \d+ s \(\d+ live flows\)/);
     const listed = await cli(['dump', ...EXAMPLE, 'conntrack', '--load-state', state, '-o', 'json']);
     expect(listed.code).toBe(0);
+    expect(listed.err).toMatch(/loaded .*a\.state: the flow state at \d+ s \(\d+ conntrack flows, \d+ affinity entries\)/);
     expect(JSON.parse(listed.out).conntrack).toEqual(JSON.parse(saved.out).conntrack);
 
     const on = await cli(['replay', ...EXAMPLE, '--pcap', restPcap, '--load-state', state, '-o', 'json']);

@@ -129,6 +129,7 @@ async function loadAndReplay(positionals: string[], values: Record<string, unkno
       throw e;
     }
     clock = loaded.clock;
+    io.stderr(`loaded ${input.path}: the flow state at ${loaded.clock} s (${loaded.flows} conntrack flows, ${loaded.affinityEntries} affinity entries)\n`);
     if (loaded.unknownFrontends > 0) {
       io.stderr(`note: ${input.path}: ${loaded.unknownFrontends} of its ${loaded.flows} flows are to frontends these tables do not have: they keep their translation and name no Service\n`);
     }

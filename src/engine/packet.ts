@@ -6,8 +6,6 @@ import type { Core } from './core.js';
 import { formatIp, parseIp, protocolName, protocolNumber } from '../k8s/net.js';
 import { AFFINITY_ENTRY_SIZE, HEADER } from '../compile/layout.js';
 import { type FlowState, StateError, decodeState, encodeState } from './packet-state.js';
-
-export { StateError };
 import {
   CT, CT_FORWARD, CT_TCP_FIN, CT_TCP_REPLIED, CT_TCP_RST, COUNTER_SLOTS, EVENT_COUNTERS, PACKET_REASONS,
   PACKET_VERDICTS, PCTX, PKT, REASON_KEYS, REPLY_MAX, SP_TIMEOUTS, TIMEOUTS, type ConntrackTimeouts, type PacketVerdictName,
@@ -63,6 +61,8 @@ export interface LoadedState {
   /** Flows whose frontend is not in the tables being served (they keep their translation, but name no Service). */
   unknownFrontends: number;
 }
+
+export { StateError };
 
 const NONE = 0xffffffff;
 const DESCRIPTOR_WORDS = PKT.size / 4;

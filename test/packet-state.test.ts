@@ -16,7 +16,7 @@ import { StateError } from '../src/engine/packet.js';
 import { CT } from '../src/engine/packet-layout.js';
 import { decodeState } from '../src/engine/packet-state.js';
 import { loadNative } from '../src/engine/native.js';
-import { readCapture, type Capture } from '../src/packet/pcap.js';
+import { readCapture, writePcap, type Capture } from '../src/packet/pcap.js';
 import { replayCapture } from '../src/packet/replay.js';
 import { clusterIP, ready, slice } from './helpers/objects.js';
 import { TCP_FLAGS, ipv4, parse, tcp } from './helpers/packets.js';
@@ -231,7 +231,6 @@ describe('svcplane replay --save-state / --load-state, dump ... conntrack --load
     const firstPcap = join(tmp, 'first.pcap');
     const restPcap = join(tmp, 'rest.pcap');
     const state = join(tmp, 'a.state');
-    const { writePcap } = await import('../src/packet/pcap.js');
     writeFileSync(firstPcap, writePcap(CAPTURE.records.slice(0, cut)));
     writeFileSync(restPcap, writePcap(CAPTURE.records.slice(cut)));
 
@@ -248,6 +247,19 @@ describe('svcplane replay --save-state / --load-state, dump ... conntrack --load
     expect(on.code).toBe(0);
     expect(JSON.parse(on.out).reasons.reverse_nat).toBeGreaterThan(0);
     expect(JSON.parse(fresh.out).reasons.reverse_nat ?? 0).toBeLessThan(JSON.parse(on.out).reasons.reverse_nat);
+  });
+
+  it('takes the state\'s table sizes unless told otherwise', async () => {
+    const state = join(tmp, 'small.state');
+    const pcap = join(tmp, 'whole.pcap');
+    writeFileSync(pcap, writePcap(CAPTURE.records));
+    expect((await cli(['replay', ...EXAMPLE, '--pcap', pcap, '--conntrack-capacity', '4096', '--save-state', state])).code).toBe(0);
+    const adopted = await cli(['dump', ...EXAMPLE, 'conntrack', '--load-state', state, '-o', 'json']);
+    expect(adopted.code).toBe(0);
+    expect(JSON.parse(adopted.out).conntrack.length).toBeGreaterThan(0);
+    const other = await cli(['dump', ...EXAMPLE, 'conntrack', '--load-state', state, '--conntrack-capacity', '16384']);
+    expect(other.code).toBe(1);
+    expect(other.err).toMatch(/4096 entries, this dataplane's 16384: create it with conntrackCapacity 4096/);
   });
 
   it('reports an unusable state file with exit code 1, a missing one with 2', async () => {

@@ -1,7 +1,7 @@
 // Ingress route(): ns per request of the wasm core against a straightforward JS implementation (a
 // sorted-prefix list per host) and against the TypeScript matcher over the same compiled tables, on 1000
 // hosts x 20 paths, in one process. Build and run:
-//   npx tsc -p tsconfig.bench.json && node build/bench/ingress.js
+//   npm run bench:ingress   (npx tsc -p tsconfig.bench.json && node build/bench/ingress.js)
 //
 // Cases (one benny op = one pass over REQUEST_COUNT requests; ns/request = op time / REQUEST_COUNT):
 //   'wasm route()'                 IngressRouter.route: the Host header's record from the router's Map of

@@ -2,7 +2,7 @@
 // and the pure-JS baseline, on the same cluster and flows, in one process. Writes bench/results/native.json.
 //
 //   npx vite-node bench/native.ts [services]          (from the sources; default 10000 services)
-//   npx tsc -p tsconfig.bench.json && node build/bench/native.js [services]
+//   npm run bench:native    (npx tsc -p tsconfig.bench.json && node build/bench/native.js [services])
 //
 // Cases (one benny op = one batch of FLOW_COUNT flows; 10 endpoints per service):
 //   'native selectBatch (copy in/out)'  Dataplane.selectBatch on engine 'native': flows copied into core

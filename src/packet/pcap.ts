@@ -594,6 +594,14 @@ export class PcapWriter {
   }
 
   record(r: WritableRecord): Uint8Array {
+    const f = this.frame(r);
+    const out = new Uint8Array(PCAP_RECORD_HEADER_LEN + f.incl);
+    this.put(out, new DataView(out.buffer), 0, f);
+    return out;
+  }
+
+  /** A record's header fields and bytes, checked: what put() writes. */
+  frame(r: WritableRecord): RecordFrame {
     const i = this.count++;
     const l2 = frameHeader(r, this.linkType, i);
     const ip = r.ip ?? new Uint8Array(0);
@@ -606,16 +614,28 @@ export class PcapWriter {
     const subNs = r.timestampNs % NS_PER_S;
     const frac = this.resolution === 'ns' ? subNs : subNs / 1000n;
     if (incl > 0xffffffff || orig > 0xffffffff) throw new RangeError(`record ${i}: ${incl} bytes do not fit a pcap record`);
-    const out = new Uint8Array(PCAP_RECORD_HEADER_LEN + incl);
-    const v = new DataView(out.buffer);
-    v.setUint32(0, Number(sec), true);
-    v.setUint32(4, Number(frac), true);
-    v.setUint32(8, incl, true);
-    v.setUint32(12, orig, true);
-    out.set(l2, PCAP_RECORD_HEADER_LEN);
-    out.set(ip, PCAP_RECORD_HEADER_LEN + l2.length);
-    return out;
+    return { sec: Number(sec), frac: Number(frac), incl, orig, l2, ip };
   }
+
+  /** Writes a framed record at `at` of `out` (its DataView `v`); returns the offset after it. */
+  put(out: Uint8Array, v: DataView, at: number, f: RecordFrame): number {
+    v.setUint32(at, f.sec, true);
+    v.setUint32(at + 4, f.frac, true);
+    v.setUint32(at + 8, f.incl, true);
+    v.setUint32(at + 12, f.orig, true);
+    out.set(f.l2, at + PCAP_RECORD_HEADER_LEN);
+    out.set(f.ip, at + PCAP_RECORD_HEADER_LEN + f.l2.length);
+    return at + PCAP_RECORD_HEADER_LEN + f.incl;
+  }
+}
+
+interface RecordFrame {
+  sec: number;
+  frac: number;
+  incl: number;
+  orig: number;
+  l2: Uint8Array;
+  ip: Uint8Array;
 }
 
 /**
@@ -627,20 +647,19 @@ export function writePcap(records: Iterable<WritableRecord>, options: PcapWriteO
   const list = [...records];
   const linkType = options.linkType ?? pcapLinkTypeFor(list);
   const w = new PcapWriter({ linkType, resolution: options.resolution ?? 'ns' });
-  const chunks = list.map((r) => w.record(r));
+  // Framed first (checked, sized), then written once into one buffer: no buffer per record.
+  const frames = list.map((r) => w.frame(r));
   let snaplen = PCAP_SNAPLEN;
   let total = PCAP_HEADER_LEN;
-  for (const c of chunks) {
-    total += c.length;
-    snaplen = Math.max(snaplen, c.length - PCAP_RECORD_HEADER_LEN);
+  for (const f of frames) {
+    total += PCAP_RECORD_HEADER_LEN + f.incl;
+    snaplen = Math.max(snaplen, f.incl);
   }
   const out = new Uint8Array(total);
   out.set(w.header(snaplen), 0);
+  const v = new DataView(out.buffer);
   let at = PCAP_HEADER_LEN;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
+  for (const f of frames) at = w.put(out, v, at, f);
   return out;
 }
 

@@ -32,7 +32,7 @@ export interface ReplayResult {
   summary: ReplaySummary;
   /** What the node would send: the records to write (WritableRecord, for writePcap). */
   output: WritableRecord[];
-  /** Per processed record (by record index): what the packet path did. */
+  /** Per processed record (by record index): what the packet path did (frozen; shared between records that got the same). */
   outcomes: Map<number, PacketOutcome>;
 }
 
@@ -60,34 +60,58 @@ export function replayCapture(selector: Selector, capture: Capture): ReplayResul
     services: {}, replies: 0, written: 0, lastTime: 0,
   };
   const outcomes = new Map<number, PacketOutcome>();
-  const written = new Map<number, WritableRecord[]>();
   const records = capture.records;
+  // What each record (by position) puts in the output, in record order.
+  const written = new Array<WritableRecord[] | undefined>(records.length);
+  // An outcome without a reply depends only on verdict, reason and frontend: one frozen object for each
+  // (a capture of millions of packets otherwise makes as many objects).
+  const shared = new Map<number, PacketOutcome>();
   let i = 0;
   while (i < records.length) {
     // One batch per capture second: the conntrack clock advances with the capture.
     const now = recordSeconds(records[i] as CaptureRecord);
     let j = i;
     while (j < records.length && recordSeconds(records[j] as CaptureRecord) === now) j++;
-    const group = records.slice(i, j).filter((r) => r.ip !== undefined && !r.truncated);
-    for (const r of records.slice(i, j)) {
+    const group: number[] = []; // positions of the records processed
+    let total = 0;
+    for (let k = i; k < j; k++) {
+      const r = records[k] as CaptureRecord;
       if (r.ip === undefined) summary.notIp++;
       else if (r.truncated) summary.truncated++;
-      if (r.ip === undefined || r.truncated) written.set(r.index, [r]);
+      if (r.ip === undefined || r.truncated) {
+        written[k] = [r];
+      } else {
+        group.push(k);
+        total += r.ip.byteLength;
+      }
     }
-    const total = group.reduce((s, r) => s + (r.ip as Uint8Array).byteLength, 0);
     const data = new Uint8Array(total);
     const offsets = new Uint32Array(group.length);
     const lengths = new Uint32Array(group.length);
     let at = 0;
-    group.forEach((r, k) => {
-      data.set(r.ip as Uint8Array, at);
+    group.forEach((pos, k) => {
+      const ip = (records[pos] as CaptureRecord).ip as Uint8Array;
+      data.set(ip, at);
       offsets[k] = at;
-      lengths[k] = (r.ip as Uint8Array).byteLength;
-      at += lengths[k] as number;
+      lengths[k] = ip.byteLength;
+      at += ip.byteLength;
     });
     const res = selector.packets.processBatch(data, offsets, lengths, now);
-    group.forEach((r, k) => {
-      const o = selector.packets.describe(res, k);
+    group.forEach((pos, k) => {
+      const r = records[pos] as CaptureRecord;
+      let o: PacketOutcome;
+      if (res.replies[k]) {
+        o = selector.packets.describe(res, k);
+      } else {
+        const key = ((res.verdicts[k] as number) << 8 | (res.reasons[k] as number)) + (res.revnat[k] as number) * 65536;
+        let s = shared.get(key);
+        if (!s) {
+          s = Object.freeze(selector.packets.describe(res, k));
+          if (s.frontend) Object.freeze(s.frontend);
+          shared.set(key, s);
+        }
+        o = s;
+      }
       outcomes.set(r.index, o);
       summary.processed++;
       summary.verdicts[o.verdict]++;
@@ -96,19 +120,20 @@ export function replayCapture(selector: Selector, capture: Capture): ReplayResul
       const out: WritableRecord[] = [];
       const off = offsets[k] as number;
       if (o.verdict !== 'drop' && o.verdict !== 'reject') {
-        out.push({ timestampNs: r.timestampNs, linkType: r.linkType, l2: r.l2, ip: data.slice(off, off + (lengths[k] as number)) });
+        // A view of the batch's buffer: the rewritten bytes, not copied again.
+        out.push({ timestampNs: r.timestampNs, linkType: r.linkType, l2: r.l2, ip: data.subarray(off, off + (lengths[k] as number)) });
       }
       if (o.reply) {
         summary.replies++;
         out.push({ timestampNs: r.timestampNs, linkType: r.linkType, l2: replyL2(r), ip: o.reply });
       }
-      written.set(r.index, out);
+      written[pos] = out;
     });
     summary.lastTime = now;
     i = j;
   }
   const output: WritableRecord[] = [];
-  for (const r of records) output.push(...(written.get(r.index) ?? []));
+  for (const w of written) if (w) for (const r of w) output.push(r);
   summary.written = output.length;
   return { summary, output, outcomes };
 }

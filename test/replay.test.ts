@@ -16,8 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { liveCaptureSupport } from './helpers/capture.js';
 import { runCli } from '../src/cli/main.js';
 import { createDataplane, loadManifests, readManifestPaths } from '../src/index.js';
-import { readCapture, writePcap, type CaptureRecord } from '../src/packet/pcap.js';
-import { replayCapture } from '../src/packet/replay.js';
+import { LINKTYPE, readCapture, writePcap, type Capture, type CaptureRecord } from '../src/packet/pcap.js';
+import { replayCapture, replayRecords } from '../src/packet/replay.js';
 
 const support = liveCaptureSupport();
 const tools = support.ok;
@@ -343,5 +343,59 @@ describe('replay of the example capture (examples/captures/node-a.pcap, built by
       const p = parse4(w.ip as Uint8Array);
       expect(p.headerOk && p.l4Ok).toBe(true);
     }
+  });
+});
+
+describe('replay streams the capture', () => {
+  const example = (): Capture => readCapture(new Uint8Array(readFileSync('examples/captures/node-a.pcap')));
+  const dataplane = async (): Promise<Awaited<ReturnType<typeof createDataplane>>> => {
+    const dp = await createDataplane({ node: 'node-a', tableSeed: 0 });
+    dp.apply((await readManifestPaths(['examples/cluster'])).objects.map((o) => o.object));
+    return dp;
+  };
+  /** The example capture's records spread over seconds, `perSecond` records each. */
+  const spread = (perSecond: number): CaptureRecord[] =>
+    example().records.map((r, i) => ({ ...r, timestampNs: r.timestampNs + BigInt(Math.floor(i / perSecond)) * 1_000_000_000n }));
+
+  it('holds one capture second at a time: the first output comes before the next second is read on', async () => {
+    const records = spread(3);
+    let pulled = 0;
+    let pulledAtFirstWrite = -1;
+    function* lazily(): Generator<CaptureRecord> {
+      for (const r of records) {
+        pulled++;
+        yield r;
+      }
+    }
+    const summary = replayRecords(await dataplane(), lazily(), { write: () => { if (pulledAtFirstWrite < 0) pulledAtFirstWrite = pulled; } });
+    // The first second's 3 records, and the record that showed the second was over.
+    expect(pulledAtFirstWrite).toBe(4);
+    expect(summary).toMatchObject({ records: records.length, processed: records.length });
+  });
+
+  it('writes what replayCapture gives, whether the capture takes one second or many', async () => {
+    for (const perSecond of [1, 2, 5, 100]) {
+      const records = spread(perSecond);
+      const input = join(tmp, `spread-${perSecond}.pcap`);
+      const out = join(tmp, `spread-${perSecond}-out.pcap`);
+      writeFileSync(input, writePcap(records));
+      const code = await runCli(['replay', 'examples/cluster', '--node', 'node-a', '--pcap', input, '-w', out], { stdout: () => undefined, stderr: () => undefined });
+      expect(code).toBe(0);
+      const expected = writePcap(replayCapture(await dataplane(), readCapture(new Uint8Array(readFileSync(input)))).output);
+      expect(new Uint8Array(readFileSync(out)), `${perSecond} records a second`).toEqual(expected);
+    }
+  });
+
+  it('writes raw IP when the capture mixes link types (two pcapng interfaces)', async () => {
+    const out = join(tmp, 'merged-out.pcap');
+    const code = await runCli(['replay', 'examples/cluster', '--node', 'node-a', '--pcap', 'test/fixtures/pcap/merged.pcapng', '-w', out], {
+      stdout: () => undefined, stderr: () => undefined,
+    });
+    expect(code).toBe(0);
+    const input = readCapture(new Uint8Array(readFileSync('test/fixtures/pcap/merged.pcapng')));
+    expect(new Set(input.records.map((r) => r.linkType)).size).toBeGreaterThan(1);
+    const written = readCapture(new Uint8Array(readFileSync(out)));
+    expect(written.interfaces.map((i) => i.linkType)).toEqual([LINKTYPE.RAW]);
+    expect(written.records.map((r) => Array.from(r.ip ?? []))).toEqual(input.records.map((r) => Array.from(r.ip ?? [])));
   });
 });

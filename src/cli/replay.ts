@@ -1,13 +1,13 @@
 // svcplane replay: a capture through the packet path (and `dump ... conntrack`, which shows the
 // conntrack table a replay leaves).
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { formatHostPort } from '../k8s/net.js';
 import type { Selector } from '../engine/dataplane.js';
 import type { ValidationError } from '../k8s/types.js';
 import type { ConntrackEntry } from '../engine/packet.js';
-import { CaptureError, readCapture, writePcap, type Capture } from '../packet/pcap.js';
-import { replayCapture, type ReplayResult, type ReplaySummary } from '../packet/replay.js';
+import { CaptureError, CaptureReader, PcapBuilder, pcapLinkTypeFor } from '../packet/pcap.js';
+import { replayRecords, type ReplaySummary } from '../packet/replay.js';
 import { type FlowState, StateError, decodeState } from '../engine/packet-state.js';
 import { PACKET_REASONS, REASON_KEYS, type PacketVerdictName } from '../engine/packet-layout.js';
 import { type Io, NODE_HELP, NODE_OPTIONS, UsageError, columns, load, outputFormat, parse, printErrors } from './common.js';
@@ -18,13 +18,15 @@ export const REPLAY_HELP = `Usage: svcplane replay PATH...|IMAGE --pcap IN [-w O
 Runs a capture through the packet path, as this node would forward it: new flows to a frontend are
 load-balanced (session affinity, Maglev) and DNATed to the backend, established flows keep their
 backend, replies are reverse-NATed, ICMP errors about translated flows are translated, services without
-endpoints are rejected (ICMP port unreachable) or dropped. Conntrack runs on the capture's clock.
-Prints a summary per verdict, reason and service.
+endpoints are rejected (ICMP port unreachable) or dropped. Conntrack runs on the capture's clock, one
+batch per capture second; records are decoded one second at a time (the file and what is written are
+held as bytes only). Prints a summary per verdict, reason and service.
 
   --pcap IN            capture to read: pcap or pcapng; Ethernet, raw IP, Linux cooked (SLL, SLL2), BSD
                        loopback link types (required)
   -w, --write OUT      write what the node would send as pcap: forwarded, reverse-NATed and passed
                        packets (rewritten), and the ICMP rejects; dropped and rejected packets are left out
+                       (link type: the capture's when all its records share one, else raw IP)
   --conntrack          also list the conntrack table after the replay
   --conntrack-capacity N
                        conntrack entries (default 16384, or the --load-state file's; rounded up to a power
@@ -53,14 +55,23 @@ const REPLAY_OPTIONS = {
   output: { type: 'string', short: 'o' },
 } as const;
 
-function readCaptureFile(path: string): Capture {
-  let bytes: Uint8Array;
+function readCaptureBytes(path: string): Uint8Array {
   try {
-    bytes = new Uint8Array(readFileSync(path));
+    return new Uint8Array(readFileSync(path));
   } catch (e) {
     throw new UsageError(`--pcap ${path}: ${(e as Error).message}`);
   }
-  return readCapture(bytes);
+}
+
+/**
+ * The link type of the written capture, decided before its first record: the capture's own when all its
+ * records share one, else raw IP. Reading the capture once for it also checks the whole file before
+ * anything runs.
+ */
+function outputLinkType(bytes: Uint8Array): number {
+  const types = new Set<number>();
+  for (const r of new CaptureReader(bytes).records()) types.add(r.linkType);
+  return pcapLinkTypeFor([...types].map((linkType) => ({ linkType })));
 }
 
 function capacity(text: unknown): number | undefined {
@@ -102,20 +113,28 @@ class StateFileError extends Error {
 interface Replayed {
   selector: Selector;
   /** Undefined for `dump ... conntrack --load-state FILE` without --pcap. */
-  result: ReplayResult | undefined;
+  summary: ReplaySummary | undefined;
+  /** What the node would send, as a pcap file (with `write`). */
+  output: PcapBuilder | undefined;
   errors: ValidationError[];
   /** The time the tables were last at: the capture's last second, else the loaded state's clock. */
   clock: number;
 }
 
-/** Loads the tables (and a saved state), replays the capture; shared by `replay` and `dump ... conntrack`. */
-async function loadAndReplay(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean): Promise<Replayed> {
+/**
+ * Loads the tables (and a saved state), replays the capture; shared by `replay` and `dump ... conntrack`.
+ * The capture streams through (one capture second in memory); with `write`, its output is built as a
+ * pcap file as it goes.
+ */
+async function loadAndReplay(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean, write: boolean): Promise<Replayed> {
   const pcap = values.pcap as string | undefined;
   const statePath = values['load-state'] as string | undefined;
   if (!pcap && (needCapture || !statePath)) throw new UsageError(needCapture ? 'needs --pcap IN (a pcap or pcapng capture)' : 'needs --pcap IN (a capture to replay) or --load-state FILE (a saved flow state)');
   const given = capacity(values['conntrack-capacity']);
   const input = statePath !== undefined ? readStateFile(statePath) : undefined;
-  const capture = pcap ? readCaptureFile(pcap) : undefined;
+  const captureBytes = pcap ? readCaptureBytes(pcap) : undefined;
+  const linkType = captureBytes && write ? outputLinkType(captureBytes) : undefined;
+  const reader = captureBytes ? new CaptureReader(captureBytes) : undefined; // the file header, checked now
   // The state's table sizes unless told otherwise (loadState then says why they must match).
   const conntrackCapacity = given ?? input?.state.ctCapacity;
   const { selector, errors } = await load(positionals, values, io, { conntrackCapacity, affinityCapacity: input?.state.affinityCapacity });
@@ -134,9 +153,10 @@ async function loadAndReplay(positionals: string[], values: Record<string, unkno
       io.stderr(`note: ${input.path}: ${loaded.unknownFrontends} of its ${loaded.flows} flows are to frontends these tables do not have: they keep their translation and name no Service\n`);
     }
   }
-  const result = capture ? replayCapture(selector, capture) : undefined;
-  if (result && result.summary.processed > 0) clock = result.summary.lastTime;
-  return { selector, result, errors, clock };
+  const output = linkType !== undefined ? new PcapBuilder({ linkType, resolution: 'ns' }) : undefined;
+  const summary = reader ? replayRecords(selector, reader.records(), { write: (r) => output?.add(r) }) : undefined;
+  if (summary && summary.processed > 0) clock = summary.lastTime;
+  return { selector, summary, output, errors, clock };
 }
 
 export function formatConntrack(entries: readonly ConntrackEntry[]): string {
@@ -152,9 +172,9 @@ export function formatConntrack(entries: readonly ConntrackEntry[]): string {
 }
 
 /** loadAndReplay, or the exit code 1 after reporting a malformed capture or an unusable state file. */
-async function replayOrReport(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean): Promise<Replayed | number> {
+async function replayOrReport(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean, write = false): Promise<Replayed | number> {
   try {
-    return await loadAndReplay(positionals, values, io, needCapture);
+    return await loadAndReplay(positionals, values, io, needCapture, write);
   } catch (e) {
     if (e instanceof CaptureError) {
       io.stderr(`svcplane: ${String(values.pcap)}: malformed capture: ${e.message}\n`);
@@ -175,26 +195,36 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const format = outputFormat(values.output);
-  const run = await replayOrReport(positionals, values, io, true);
+  const out = values.write as string | undefined;
+  const run = await replayOrReport(positionals, values, io, true, out !== undefined);
   if (typeof run === 'number') return run;
   const { selector, errors, clock } = run;
-  const result = run.result as ReplayResult;
+  const summary = run.summary as ReplaySummary;
   const counters = selector.packets.counters();
-  const out = values.write as string | undefined;
-  if (out) writeFileSync(out, writePcap(result.output));
+  if (out) writeChunks(out, (run.output as PcapBuilder).chunks());
   const saveTo = values['save-state'] as string | undefined;
   if (saveTo) writeFileSync(saveTo, selector.packets.saveState(clock));
   const conntrack = values.conntrack ? selector.packets.conntrack(clock) : undefined;
   if (format === 'json') {
-    io.stdout(`${JSON.stringify({ ...result.summary, counters, ...(conntrack ? { conntrack } : {}), errors }, null, 2)}\n`);
+    io.stdout(`${JSON.stringify({ ...summary, counters, ...(conntrack ? { conntrack } : {}), errors }, null, 2)}\n`);
   } else {
     printErrors(errors, io);
-    io.stdout(formatReplaySummary(result.summary, counters, selector.packets.conntrackCapacity));
+    io.stdout(formatReplaySummary(summary, counters, selector.packets.conntrackCapacity));
     if (conntrack) io.stdout(`\n${formatConntrack(conntrack)}`);
   }
-  if (out) io.stderr(`wrote ${out}: ${result.summary.written} packets\n`);
+  if (out) io.stderr(`wrote ${out}: ${summary.written} packets\n`);
   if (saveTo) io.stderr(`wrote ${saveTo}: the flow state at ${clock} s (${selector.packets.conntrack(clock).length} live flows)\n`);
   return errors.length > 0 ? 1 : 0;
+}
+
+/** Writes a file chunk by chunk (a large capture is never concatenated in memory). */
+function writeChunks(path: string, chunks: readonly Uint8Array[]): void {
+  const fd = openSync(path, 'w');
+  try {
+    for (const c of chunks) writeSync(fd, c);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -639,27 +639,63 @@ interface RecordFrame {
 }
 
 /**
+ * A pcap file built record by record into large blocks, so that nothing is kept per record: add() each
+ * record (framed and checked as PcapWriter does), then chunks() is the file (header first; its snaplen is
+ * 262144, or the largest record when one is larger).
+ */
+export class PcapBuilder {
+  private readonly w: PcapWriter;
+  private readonly blocks: Uint8Array[] = [];
+  private block = new Uint8Array(0);
+  private view = new DataView(this.block.buffer);
+  private used = 0;
+  private snaplen = PCAP_SNAPLEN;
+  /** Records added. */
+  count = 0;
+
+  constructor(options: { linkType: number; resolution?: 'us' | 'ns' }) {
+    this.w = new PcapWriter(options);
+  }
+
+  add(r: WritableRecord): void {
+    const f = this.w.frame(r);
+    const size = PCAP_RECORD_HEADER_LEN + f.incl;
+    if (this.used + size > this.block.length) {
+      if (this.used > 0) this.blocks.push(this.block.subarray(0, this.used));
+      this.block = new Uint8Array(Math.max(BUILD_BLOCK, size));
+      this.view = new DataView(this.block.buffer);
+      this.used = 0;
+    }
+    this.used = this.w.put(this.block, this.view, this.used, f);
+    if (f.incl > this.snaplen) this.snaplen = f.incl;
+    this.count++;
+  }
+
+  /** The file so far: its header, then the records' bytes. */
+  chunks(): Uint8Array[] {
+    const tail = this.used > 0 ? [this.block.subarray(0, this.used)] : [];
+    return [this.w.header(this.snaplen), ...this.blocks, ...tail];
+  }
+}
+
+const BUILD_BLOCK = 1 << 20;
+
+/**
  * Writes records as a classic little-endian pcap file (snaplen 262144, or the largest record when one is
  * larger). Each record is written as `l2` + `ip`; see PcapWriteOptions.linkType for re-framing. Neither
  * Ethernet nor Linux cooked headers carry a length, so a rewritten `ip` of another length stays valid.
  */
 export function writePcap(records: Iterable<WritableRecord>, options: PcapWriteOptions = {}): Uint8Array {
   const list = [...records];
-  const linkType = options.linkType ?? pcapLinkTypeFor(list);
-  const w = new PcapWriter({ linkType, resolution: options.resolution ?? 'ns' });
-  // Framed first (checked, sized), then written once into one buffer: no buffer per record.
-  const frames = list.map((r) => w.frame(r));
-  let snaplen = PCAP_SNAPLEN;
-  let total = PCAP_HEADER_LEN;
-  for (const f of frames) {
-    total += PCAP_RECORD_HEADER_LEN + f.incl;
-    snaplen = Math.max(snaplen, f.incl);
+  const b = new PcapBuilder({ linkType: options.linkType ?? pcapLinkTypeFor(list), resolution: options.resolution ?? 'ns' });
+  for (const r of list) b.add(r);
+  const chunks = b.chunks();
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
   }
-  const out = new Uint8Array(total);
-  out.set(w.header(snaplen), 0);
-  const v = new DataView(out.buffer);
-  let at = PCAP_HEADER_LEN;
-  for (const f of frames) at = w.put(out, v, at, f);
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Replays a capture through a dataplane's packet path: records are grouped by capture second (the
 // conntrack clock is the capture's own), each group is one processBatch call, and the result is the
-// rewritten capture plus a summary per verdict, reason and service.
+// rewritten capture plus a summary per verdict, reason and service. replayRecords streams (it holds one
+// capture second at a time); replayCapture collects everything for a capture read whole.
 
 import type { Selector } from '../engine/dataplane.js';
 import type { PacketOutcome } from '../engine/packet.js';
@@ -53,87 +54,105 @@ function replyL2(r: CaptureRecord): Uint8Array {
   return l2;
 }
 
-/** Runs every IP record of `capture` through `selector`'s packet path, in capture order. */
-export function replayCapture(selector: Selector, capture: Capture): ReplayResult {
+/** Where replayRecords puts what it produces, as it goes. */
+export interface ReplaySink {
+  /** The next record of the output, in capture order (a rewritten packet is a view of a batch buffer). */
+  write(r: WritableRecord): void;
+  /** What the packet path did with the record of this index (frozen; shared between records that got the same). */
+  outcome?(index: number, o: PacketOutcome): void;
+}
+
+/**
+ * Runs every IP record through `selector`'s packet path, in capture order, one capture second (one
+ * batch) at a time: memory holds that second's records, not the capture's.
+ */
+export function replayRecords(selector: Selector, records: Iterable<CaptureRecord>, sink: ReplaySink): ReplaySummary {
   const summary: ReplaySummary = {
-    records: capture.records.length, processed: 0, notIp: 0, truncated: 0, verdicts: emptyVerdicts(), reasons: {},
-    services: {}, replies: 0, written: 0, lastTime: 0,
+    records: 0, processed: 0, notIp: 0, truncated: 0, verdicts: emptyVerdicts(), reasons: {}, services: {}, replies: 0,
+    written: 0, lastTime: 0,
   };
-  const outcomes = new Map<number, PacketOutcome>();
-  const records = capture.records;
-  // What each record (by position) puts in the output, in record order.
-  const written = new Array<WritableRecord[] | undefined>(records.length);
   // An outcome without a reply depends only on verdict, reason and frontend: one frozen object for each
   // (a capture of millions of packets otherwise makes as many objects).
   const shared = new Map<number, PacketOutcome>();
-  let i = 0;
-  while (i < records.length) {
-    // One batch per capture second: the conntrack clock advances with the capture.
-    const now = recordSeconds(records[i] as CaptureRecord);
-    let j = i;
-    while (j < records.length && recordSeconds(records[j] as CaptureRecord) === now) j++;
-    const group: number[] = []; // positions of the records processed
-    let total = 0;
-    for (let k = i; k < j; k++) {
-      const r = records[k] as CaptureRecord;
-      if (r.ip === undefined) summary.notIp++;
-      else if (r.truncated) summary.truncated++;
-      if (r.ip === undefined || r.truncated) {
-        written[k] = [r];
-      } else {
-        group.push(k);
-        total += r.ip.byteLength;
-      }
-    }
+  const emit = (r: WritableRecord): void => {
+    summary.written++;
+    sink.write(r);
+  };
+  const runSecond = (group: CaptureRecord[], now: number): void => {
+    const ips = group.filter((r) => r.ip !== undefined && !r.truncated);
+    const total = ips.reduce((n, r) => n + (r.ip as Uint8Array).byteLength, 0);
     const data = new Uint8Array(total);
-    const offsets = new Uint32Array(group.length);
-    const lengths = new Uint32Array(group.length);
+    const offsets = new Uint32Array(ips.length);
+    const lengths = new Uint32Array(ips.length);
     let at = 0;
-    group.forEach((pos, k) => {
-      const ip = (records[pos] as CaptureRecord).ip as Uint8Array;
+    ips.forEach((r, k) => {
+      const ip = r.ip as Uint8Array;
       data.set(ip, at);
       offsets[k] = at;
       lengths[k] = ip.byteLength;
       at += ip.byteLength;
     });
     const res = selector.packets.processBatch(data, offsets, lengths, now);
-    group.forEach((pos, k) => {
-      const r = records[pos] as CaptureRecord;
+    let k = 0;
+    for (const r of group) {
+      if (r.ip === undefined || r.truncated) {
+        if (r.ip === undefined) summary.notIp++;
+        else summary.truncated++;
+        emit(r); // written unchanged, in its place
+        continue;
+      }
       let o: PacketOutcome;
       if (res.replies[k]) {
         o = selector.packets.describe(res, k);
       } else {
-        const key = ((res.verdicts[k] as number) << 8 | (res.reasons[k] as number)) + (res.revnat[k] as number) * 65536;
-        let s = shared.get(key);
-        if (!s) {
-          s = Object.freeze(selector.packets.describe(res, k));
-          if (s.frontend) Object.freeze(s.frontend);
-          shared.set(key, s);
+        const key = (((res.verdicts[k] as number) << 8) | (res.reasons[k] as number)) + (res.revnat[k] as number) * 65536;
+        let known = shared.get(key);
+        if (!known) {
+          known = Object.freeze(selector.packets.describe(res, k));
+          if (known.frontend) Object.freeze(known.frontend);
+          shared.set(key, known);
         }
-        o = s;
+        o = known;
       }
-      outcomes.set(r.index, o);
+      sink.outcome?.(r.index, o);
       summary.processed++;
       summary.verdicts[o.verdict]++;
       summary.reasons[o.reasonKey] = (summary.reasons[o.reasonKey] ?? 0) + 1;
       if (o.service !== undefined) (summary.services[o.service] ??= emptyVerdicts())[o.verdict]++;
-      const out: WritableRecord[] = [];
       const off = offsets[k] as number;
       if (o.verdict !== 'drop' && o.verdict !== 'reject') {
         // A view of the batch's buffer: the rewritten bytes, not copied again.
-        out.push({ timestampNs: r.timestampNs, linkType: r.linkType, l2: r.l2, ip: data.subarray(off, off + (lengths[k] as number)) });
+        emit({ timestampNs: r.timestampNs, linkType: r.linkType, l2: r.l2, ip: data.subarray(off, off + (lengths[k] as number)) });
       }
       if (o.reply) {
         summary.replies++;
-        out.push({ timestampNs: r.timestampNs, linkType: r.linkType, l2: replyL2(r), ip: o.reply });
+        emit({ timestampNs: r.timestampNs, linkType: r.linkType, l2: replyL2(r), ip: o.reply });
       }
-      written[pos] = out;
-    });
+      k++;
+    }
     summary.lastTime = now;
-    i = j;
+  };
+  // One batch per capture second: the conntrack clock advances with the capture.
+  let group: CaptureRecord[] = [];
+  let second = 0;
+  for (const r of records) {
+    summary.records++;
+    const s = recordSeconds(r);
+    if (group.length > 0 && s !== second) {
+      runSecond(group, second);
+      group = [];
+    }
+    second = s;
+    group.push(r);
   }
+  if (group.length > 0) runSecond(group, second);
+  return summary;
+}
+
+/** Runs every IP record of `capture` through `selector`'s packet path, in capture order (replayRecords). */
+export function replayCapture(selector: Selector, capture: Capture): ReplayResult {
   const output: WritableRecord[] = [];
-  for (const w of written) if (w) for (const r of w) output.push(r);
-  summary.written = output.length;
+  const outcomes = new Map<number, PacketOutcome>();
+  const summary = replayRecords(selector, capture.records, { write: (r) => output.push(r), outcome: (i, o) => outcomes.set(i, o) });
   return { summary, output, outcomes };
 }

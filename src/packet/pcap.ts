@@ -650,8 +650,6 @@ export class PcapBuilder {
   private view = new DataView(this.block.buffer);
   private used = 0;
   private snaplen = PCAP_SNAPLEN;
-  /** Records added. */
-  count = 0;
 
   constructor(options: { linkType: number; resolution?: 'us' | 'ns' }) {
     this.w = new PcapWriter(options);
@@ -668,7 +666,6 @@ export class PcapBuilder {
     }
     this.used = this.w.put(this.block, this.view, this.used, f);
     if (f.incl > this.snaplen) this.snaplen = f.incl;
-    this.count++;
   }
 
   /** The file so far: its header, then the records' bytes. */

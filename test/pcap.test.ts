@@ -3,11 +3,12 @@
 // property tests of the writer and of the reader's error handling.
 import { spawn, spawnSync } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { liveCaptureSupport } from './helpers/capture.js';
+import { runCli } from '../src/cli/main.js';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
@@ -20,6 +21,7 @@ import {
   ipPacketLength,
   readCapture,
   writePcap,
+  type CaptureFile,
   type CaptureRecord,
   type WritableRecord,
 } from '../src/packet/pcap.js';
@@ -612,6 +614,35 @@ const recordArb = (linkType: number, resolution: 'us' | 'ns'): fc.Arbitrary<Writ
       truncated: extra > 0,
     }));
 
+describe('svcplane replay -w', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'svcplane-replay-w-'));
+  const replay = async (input: Uint8Array, out: string): Promise<{ code: number; err: string }> => {
+    const file = join(tmp, 'in.pcapng');
+    writeFileSync(file, input);
+    let err = '';
+    const code = await runCli(['replay', 'examples/cluster', '--node', 'node-a', '--pcap', file, '-w', out], { stdout: () => undefined, stderr: (s) => (err += s) });
+    return { code, err };
+  };
+
+  it('writes the file whole, with no partial file left', async () => {
+    const out = join(tmp, 'ok.pcap');
+    const r = await replay(concat(shb(true), idb(true, LINKTYPE.RAW, 0), epb(true, 0, 5_000_000n, V4), epb(true, 0, 6_000_000n, V4)), out);
+    expect(r.code).toBe(0);
+    expect(readCapture(readFileSync(out)).records.map((x) => Array.from(x.ip ?? []))).toEqual([Array.from(V4), Array.from(V4)]);
+    expect(readdirSync(tmp).filter((n) => n.endsWith('.partial'))).toEqual([]);
+  });
+
+  it('a record pcap cannot hold (a timestamp past 2106) fails the write: exit 1, no file, no partial file', async () => {
+    const out = join(tmp, 'late.pcap');
+    // microsecond units (the pcapng default): 2^33 s is past 2106
+    const r = await replay(concat(shb(true), idb(true, LINKTYPE.RAW, 0), epb(true, 0, 5_000_000n, V4), epb(true, 0, (1n << 33n) * 1_000_000n, V4)), out);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/late\.pcap: cannot write the capture \(nothing written\): record 1: timestamp .* past 2106/);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(tmp).filter((n) => n.endsWith('.partial'))).toEqual([]);
+  });
+});
+
 describe('properties', () => {
   it('records -> writePcap -> readCapture gives the same bytes, timestamps, lengths and link type', () => {
     const arb = fc
@@ -684,6 +715,40 @@ describe('properties', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+
+  it('read in windows of any size (a CaptureFile), a file gives the same records and the same errors as read whole', () => {
+    /** Everything a reader yields, or the error it stops with. */
+    const outcome = (source: Uint8Array | CaptureFile): unknown => {
+      const got: unknown[] = [];
+      try {
+        const reader = new CaptureReader(source);
+        for (const r of reader.records()) got.push({ ...r, l2: Array.from(r.l2), ip: r.ip ? Array.from(r.ip) : undefined });
+        got.push(reader.interfaces);
+      } catch (e) {
+        if (!(e instanceof CaptureError)) throw e;
+        got.push({ error: e.message, offset: e.offset });
+      }
+      return got;
+    };
+    const windowed = (f: Uint8Array, window: number): CaptureFile => ({
+      size: f.length,
+      window,
+      read: (out, position) => out.set(f.subarray(position, position + out.length)),
+    });
+    fc.assert(
+      fc.property(mutationArb, fc.integer({ min: 1, max: 96 }), ([which, edits, cut], window) => {
+        let f = (sampleFiles[which] as Uint8Array).slice();
+        for (const [at, value] of edits) f[at % f.length] = value;
+        if (cut !== null) f = f.subarray(0, cut % (f.length + 1));
+        expect(outcome(windowed(f, window))).toEqual(outcome(f));
+      }),
+      { numRuns: 1500 },
+    );
+    for (const file of ['examples/captures/node-a.pcap', ...readdirSync('test/fixtures/pcap').filter((n) => /\.pcap(ng)?$/.test(n)).map((n) => `test/fixtures/pcap/${n}`)]) {
+      const f = new Uint8Array(readFileSync(file));
+      for (const window of [1, 7, 64, 1000]) expect(outcome(windowed(f, window)), `${file}, windows of ${window}`).toEqual(outcome(f));
+    }
   });
 
   it('mutating length fields specifically (pcapng block lengths, pcap incl_len) never escapes as RangeError', () => {

@@ -1,12 +1,13 @@
 // svcplane replay: a capture through the packet path (and `dump ... conntrack`, which shows the
 // conntrack table a replay leaves).
 
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { formatHostPort } from '../k8s/net.js';
 import type { Selector } from '../engine/dataplane.js';
 import type { ValidationError } from '../k8s/types.js';
 import type { ConntrackEntry } from '../engine/packet.js';
-import { CaptureError, CaptureReader, PcapBuilder, pcapLinkTypeFor } from '../packet/pcap.js';
+import { CaptureError, CaptureReader, PcapBuilder, pcapLinkTypeFor, type CaptureFile, type WritableRecord } from '../packet/pcap.js';
+import { openCaptureFile } from '../packet/pcap-file.js';
 import { replayRecords, type ReplaySummary } from '../packet/replay.js';
 import { type FlowState, StateError, decodeState } from '../engine/packet-state.js';
 import { PACKET_REASONS, REASON_KEYS, type PacketVerdictName } from '../engine/packet-layout.js';
@@ -19,8 +20,9 @@ Runs a capture through the packet path, as this node would forward it: new flows
 load-balanced (session affinity, Maglev) and DNATed to the backend, established flows keep their
 backend, replies are reverse-NATed, ICMP errors about translated flows are translated, services without
 endpoints are rejected (ICMP port unreachable) or dropped. Conntrack runs on the capture's clock, one
-batch per capture second; records are decoded one second at a time (the file and what is written are
-held as bytes only). Prints a summary per verdict, reason and service.
+batch per capture second; the capture streams through (read in windows, one second decoded at a time,
+the output written as it goes), so its size is not bounded by memory. Prints a summary per verdict,
+reason and service.
 
   --pcap IN            capture to read: pcap or pcapng; Ethernet, raw IP, Linux cooked (SLL, SLL2), BSD
                        loopback link types (required)
@@ -55,9 +57,9 @@ const REPLAY_OPTIONS = {
   output: { type: 'string', short: 'o' },
 } as const;
 
-function readCaptureBytes(path: string): Uint8Array {
+function openCapture(path: string): ReturnType<typeof openCaptureFile> {
   try {
-    return new Uint8Array(readFileSync(path));
+    return openCaptureFile(path);
   } catch (e) {
     throw new UsageError(`--pcap ${path}: ${(e as Error).message}`);
   }
@@ -68,10 +70,61 @@ function readCaptureBytes(path: string): Uint8Array {
  * records share one, else raw IP. Reading the capture once for it also checks the whole file before
  * anything runs.
  */
-function outputLinkType(bytes: Uint8Array): number {
+function outputLinkType(file: CaptureFile): number {
   const types = new Set<number>();
-  for (const r of new CaptureReader(bytes).records()) types.add(r.linkType);
+  for (const r of new CaptureReader(file).records()) types.add(r.linkType);
   return pcapLinkTypeFor([...types].map((linkType) => ({ linkType })));
+}
+
+/** A record the output file cannot hold (a timestamp past 2106): reported with exit code 1, nothing written. */
+class OutputError extends Error {
+  constructor(readonly path: string, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * What the node would send, as a pcap file written as it grows: into PATH.partial, block by block, the
+ * header last (its snaplen is known at the end), renamed to PATH when the replay has succeeded.
+ */
+class OutputFile {
+  private readonly partial: string;
+  private readonly fd: number;
+  private readonly pcap: PcapBuilder;
+
+  constructor(private readonly path: string, linkType: number) {
+    this.partial = `${path}.partial`;
+    this.pcap = new PcapBuilder({ linkType, resolution: 'ns' });
+    try {
+      this.fd = openSync(this.partial, 'w');
+    } catch (e) {
+      throw new UsageError(`-w ${path}: ${(e as Error).message}`);
+    }
+    writeSync(this.fd, this.pcap.header()); // its place; written again at the end
+  }
+
+  add(r: WritableRecord): void {
+    try {
+      this.pcap.add(r);
+    } catch (e) {
+      if (e instanceof RangeError) throw new OutputError(this.path, e.message); // pcap cannot hold the record
+      throw e;
+    }
+    for (const block of this.pcap.drain()) writeSync(this.fd, block);
+  }
+
+  finish(): void {
+    for (const block of this.pcap.drainAll()) writeSync(this.fd, block);
+    const header = this.pcap.header();
+    writeSync(this.fd, header, 0, header.length, 0);
+    closeSync(this.fd);
+    renameSync(this.partial, this.path);
+  }
+
+  abandon(): void {
+    closeSync(this.fd);
+    rmSync(this.partial, { force: true });
+  }
 }
 
 function capacity(text: unknown): number | undefined {
@@ -114,8 +167,6 @@ interface Replayed {
   selector: Selector;
   /** Undefined for `dump ... conntrack --load-state FILE` without --pcap. */
   summary: ReplaySummary | undefined;
-  /** What the node would send, as a pcap file (with `write`). */
-  output: PcapBuilder | undefined;
   errors: ValidationError[];
   /** The time the tables were last at: the capture's last second, else the loaded state's clock. */
   clock: number;
@@ -123,18 +174,27 @@ interface Replayed {
 
 /**
  * Loads the tables (and a saved state), replays the capture; shared by `replay` and `dump ... conntrack`.
- * The capture streams through (one capture second in memory); with `write`, its output is built as a
- * pcap file as it goes.
+ * The capture streams through: read in windows, one capture second decoded at a time; with `writeTo`, the
+ * output is written to that file as it goes.
  */
-async function loadAndReplay(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean, write: boolean): Promise<Replayed> {
+async function loadAndReplay(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean, writeTo: string | undefined): Promise<Replayed> {
   const pcap = values.pcap as string | undefined;
   const statePath = values['load-state'] as string | undefined;
   if (!pcap && (needCapture || !statePath)) throw new UsageError(needCapture ? 'needs --pcap IN (a pcap or pcapng capture)' : 'needs --pcap IN (a capture to replay) or --load-state FILE (a saved flow state)');
   const given = capacity(values['conntrack-capacity']);
   const input = statePath !== undefined ? readStateFile(statePath) : undefined;
-  const captureBytes = pcap ? readCaptureBytes(pcap) : undefined;
-  const linkType = captureBytes && write ? outputLinkType(captureBytes) : undefined;
-  const reader = captureBytes ? new CaptureReader(captureBytes) : undefined; // the file header, checked now
+  const file = pcap ? openCapture(pcap) : undefined;
+  try {
+    return await loadAndRun(positionals, values, io, input, given, file, writeTo);
+  } finally {
+    file?.close();
+  }
+}
+
+async function loadAndRun(positionals: string[], values: Record<string, unknown>, io: Io, input: StateInput | undefined,
+  given: number | undefined, file: CaptureFile | undefined, writeTo: string | undefined): Promise<Replayed> {
+  const linkType = file && writeTo !== undefined ? outputLinkType(file) : undefined;
+  const reader = file ? new CaptureReader(file) : undefined; // the file header, checked now
   // The state's table sizes unless told otherwise (loadState then says why they must match).
   const conntrackCapacity = given ?? input?.state.ctCapacity;
   const { selector, errors } = await load(positionals, values, io, { conntrackCapacity, affinityCapacity: input?.state.affinityCapacity });
@@ -153,10 +213,17 @@ async function loadAndReplay(positionals: string[], values: Record<string, unkno
       io.stderr(`note: ${input.path}: ${loaded.unknownFrontends} of its ${loaded.flows} flows are to frontends these tables do not have: they keep their translation and name no Service\n`);
     }
   }
-  const output = linkType !== undefined ? new PcapBuilder({ linkType, resolution: 'ns' }) : undefined;
-  const summary = reader ? replayRecords(selector, reader.records(), { write: (r) => output?.add(r) }) : undefined;
+  const output = writeTo !== undefined && linkType !== undefined ? new OutputFile(writeTo, linkType) : undefined;
+  let summary: ReplaySummary | undefined;
+  try {
+    summary = reader ? replayRecords(selector, reader.records(), { write: (r) => output?.add(r) }) : undefined;
+    output?.finish();
+  } catch (e) {
+    output?.abandon();
+    throw e;
+  }
   if (summary && summary.processed > 0) clock = summary.lastTime;
-  return { selector, summary, output, errors, clock };
+  return { selector, summary, errors, clock };
 }
 
 export function formatConntrack(entries: readonly ConntrackEntry[]): string {
@@ -172,9 +239,9 @@ export function formatConntrack(entries: readonly ConntrackEntry[]): string {
 }
 
 /** loadAndReplay, or the exit code 1 after reporting a malformed capture or an unusable state file. */
-async function replayOrReport(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean, write = false): Promise<Replayed | number> {
+async function replayOrReport(positionals: string[], values: Record<string, unknown>, io: Io, needCapture: boolean, writeTo?: string): Promise<Replayed | number> {
   try {
-    return await loadAndReplay(positionals, values, io, needCapture, write);
+    return await loadAndReplay(positionals, values, io, needCapture, writeTo);
   } catch (e) {
     if (e instanceof CaptureError) {
       io.stderr(`svcplane: ${String(values.pcap)}: malformed capture: ${e.message}\n`);
@@ -182,6 +249,10 @@ async function replayOrReport(positionals: string[], values: Record<string, unkn
     }
     if (e instanceof StateFileError) {
       io.stderr(`svcplane: ${e.path}: cannot load the flow state: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof OutputError) {
+      io.stderr(`svcplane: ${e.path}: cannot write the capture (nothing written): ${e.message}\n`);
       return 1;
     }
     throw e;
@@ -196,12 +267,11 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
   }
   const format = outputFormat(values.output);
   const out = values.write as string | undefined;
-  const run = await replayOrReport(positionals, values, io, true, out !== undefined);
+  const run = await replayOrReport(positionals, values, io, true, out);
   if (typeof run === 'number') return run;
   const { selector, errors, clock } = run;
   const summary = run.summary as ReplaySummary;
   const counters = selector.packets.counters();
-  if (out) writeChunks(out, (run.output as PcapBuilder).chunks());
   const saveTo = values['save-state'] as string | undefined;
   if (saveTo) writeFileSync(saveTo, selector.packets.saveState(clock));
   const conntrack = values.conntrack ? selector.packets.conntrack(clock) : undefined;
@@ -215,16 +285,6 @@ export async function runReplay(args: string[], io: Io): Promise<number> {
   if (out) io.stderr(`wrote ${out}: ${summary.written} packets\n`);
   if (saveTo) io.stderr(`wrote ${saveTo}: the flow state at ${clock} s (${selector.packets.conntrack(clock).length} live flows)\n`);
   return errors.length > 0 ? 1 : 0;
-}
-
-/** Writes a file chunk by chunk (a large capture is never concatenated in memory). */
-function writeChunks(path: string, chunks: readonly Uint8Array[]): void {
-  const fd = openSync(path, 'w');
-  try {
-    for (const c of chunks) writeSync(fd, c);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /**

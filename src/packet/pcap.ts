@@ -115,33 +115,79 @@ export interface Capture {
 // ---------------------------------------------------------------------------------------------------------
 // Bounds-checked reads
 
+/** A capture file read in windows: bytes at file offsets, `read` filling `out` from `position`. */
+export interface CaptureFile {
+  size: number;
+  read(out: Uint8Array, position: number): void;
+  /** Bytes per window (default 16 MiB; a record larger than that gets a window of its own). */
+  window?: number;
+}
+
+const DEFAULT_WINDOW = 16 << 20;
+
+/**
+ * The file's bytes by absolute offset, bounds-checked: all in memory, or a window of a CaptureFile that
+ * moves to wherever a read falls. Each window is a new buffer, so the views handed out (record data)
+ * stay valid after the window moves on.
+ */
 class Bytes {
-  readonly buf: Uint8Array;
-  readonly view: DataView;
-  constructor(buf: Uint8Array) {
-    this.buf = buf;
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  readonly length: number;
+  private win: Uint8Array;
+  private winStart = 0;
+  private view: DataView;
+  private readonly file: CaptureFile | undefined;
+
+  constructor(source: Uint8Array | CaptureFile) {
+    if (source instanceof Uint8Array) {
+      this.length = source.length;
+      this.win = source;
+      this.file = undefined;
+    } else {
+      this.length = source.size;
+      this.win = new Uint8Array(0);
+      this.file = source;
+    }
+    this.view = new DataView(this.win.buffer, this.win.byteOffset, this.win.byteLength);
   }
-  get length(): number {
-    return this.buf.length;
-  }
+
   need(off: number, len: number, what: string): void {
-    if (off < 0 || len < 0 || off + len > this.buf.length) {
-      const left = Math.max(0, this.buf.length - off);
+    if (off < 0 || len < 0 || off + len > this.length) {
+      const left = Math.max(0, this.length - off);
       throw new CaptureError(off, 'truncated', `${what}: needs ${len} bytes, the file has ${left} left`);
     }
+    if (off < this.winStart || off + len > this.winStart + this.win.length) this.load(off, len);
+  }
+
+  /** Moves the window to start at `off` and hold at least `len` bytes (within the file). */
+  private load(off: number, len: number): void {
+    const file = this.file as CaptureFile; // an in-memory source's window is the whole file
+    const size = Math.min(Math.max(file.window ?? DEFAULT_WINDOW, len), this.length - off);
+    this.win = new Uint8Array(size);
+    file.read(this.win, off);
+    this.winStart = off;
+    this.view = new DataView(this.win.buffer);
+  }
+
+  u8(off: number, what: string): number {
+    this.need(off, 1, what);
+    return this.win[off - this.winStart] as number;
   }
   u16(off: number, le: boolean, what: string): number {
     this.need(off, 2, what);
-    return this.view.getUint16(off, le);
+    return this.view.getUint16(off - this.winStart, le);
   }
   u32(off: number, le: boolean, what: string): number {
     this.need(off, 4, what);
-    return this.view.getUint32(off, le);
+    return this.view.getUint32(off - this.winStart, le);
   }
   i64(off: number, le: boolean, what: string): bigint {
     this.need(off, 8, what);
-    return this.view.getBigInt64(off, le);
+    return this.view.getBigInt64(off - this.winStart, le);
+  }
+  /** A view of [off, off + len) (checked). */
+  bytes(off: number, len: number, what: string): Uint8Array {
+    this.need(off, len, what);
+    return this.win.subarray(off - this.winStart, off - this.winStart + len);
   }
 }
 
@@ -156,9 +202,12 @@ const PCAP_RECORD_HEADER_LEN = 16;
 const NS_PER_S = 1_000_000_000n;
 
 /** The file's format by its magic number; CaptureError('bad-magic') when it is neither. */
-export function detectCaptureFormat(bytes: Uint8Array): CaptureFormat {
-  const b = new Bytes(bytes);
-  if (bytes.length === 0) throw new CaptureError(0, 'truncated', 'empty file');
+export function detectCaptureFormat(bytes: Uint8Array | CaptureFile): CaptureFormat {
+  return formatOf(new Bytes(bytes));
+}
+
+function formatOf(b: Bytes): CaptureFormat {
+  if (b.length === 0) throw new CaptureError(0, 'truncated', 'empty file');
   const magic = b.u32(0, false, 'magic number');
   switch (magic) {
     case PCAP_MAGIC_US:
@@ -185,10 +234,13 @@ export class CaptureReader {
   readonly interfaces: CaptureInterface[] = [];
   private readonly b: Bytes;
 
-  /** `bytes` may be a Buffer; records' views are plain Uint8Arrays over the same memory. */
-  constructor(bytes: Uint8Array) {
-    this.b = new Bytes(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    this.format = detectCaptureFormat(bytes);
+  /**
+   * `source`: the file's bytes (may be a Buffer; records' views are plain Uint8Arrays over the same
+   * memory), or a CaptureFile read window by window (records' views are of the windows).
+   */
+  constructor(source: Uint8Array | CaptureFile) {
+    this.b = new Bytes(source instanceof Uint8Array ? new Uint8Array(source.buffer, source.byteOffset, source.byteLength) : source);
+    this.format = formatOf(this.b);
     if (this.format === 'pcap') {
       const magic = this.b.u32(0, false, 'magic number');
       this.littleEndian = magic === PCAP_MAGIC_US_SWAPPED || magic === PCAP_MAGIC_NS_SWAPPED;
@@ -244,7 +296,7 @@ export class CaptureReader {
           `record ${index}: captured length ${incl} runs past the end of the file (${left} bytes left)`,
         );
       }
-      const data = b.buf.subarray(off + PCAP_RECORD_HEADER_LEN, off + PCAP_RECORD_HEADER_LEN + incl);
+      const data = b.bytes(off + PCAP_RECORD_HEADER_LEN, incl, 'record data');
       yield makeRecord(index, BigInt(sec) * NS_PER_S + BigInt(frac) * fracNs, iface, data, orig, off);
       index++;
       off += PCAP_RECORD_HEADER_LEN + incl;
@@ -310,12 +362,12 @@ export class CaptureReader {
           for (const o of options(b, body + 8, body + bodyLen, le)) {
             if (o.code === 9) {
               if (o.len !== 1) throw new CaptureError(o.at, 'invalid', `if_tsresol option of ${o.len} bytes (1 expected)`);
-              iface.tsResolution = b.buf[o.at + 4] as number;
+              iface.tsResolution = b.u8(o.at + 4, 'if_tsresol');
             } else if (o.code === 14) {
               if (o.len !== 8) throw new CaptureError(o.at, 'invalid', `if_tsoffset option of ${o.len} bytes (8 expected)`);
               iface.tsOffsetSeconds = b.i64(o.at + 4, le, 'if_tsoffset');
             } else if (o.code === 2 && iface.name === undefined) {
-              iface.name = new TextDecoder().decode(b.buf.subarray(o.at + 4, o.at + 4 + o.len)).replace(/\0+$/, '');
+              iface.name = new TextDecoder().decode(b.bytes(o.at + 4, o.len, 'if_name')).replace(/\0+$/, '');
             }
           }
           this.interfaces.push(iface);
@@ -338,7 +390,7 @@ export class CaptureReader {
           if (caplen > bodyLen - 20) {
             throw new CaptureError(body + 12, 'past-end', `${name}: captured length ${caplen} runs past its block (${bodyLen - 20} bytes of data)`);
           }
-          yield makeRecord(index++, toNs(units, iface), iface, b.buf.subarray(body + 20, body + 20 + caplen), orig, off);
+          yield makeRecord(index++, toNs(units, iface), iface, b.bytes(body + 20, caplen, 'packet block data'), orig, off);
           break;
         }
         case 3: {
@@ -349,7 +401,7 @@ export class CaptureReader {
           let caplen = Math.min(orig, bodyLen - 4);
           if (iface.snaplen > 0) caplen = Math.min(caplen, iface.snaplen);
           // No timestamp in a Simple Packet Block.
-          yield makeRecord(index++, 0n, iface, b.buf.subarray(body + 4, body + 4 + caplen), orig, off);
+          yield makeRecord(index++, 0n, iface, b.bytes(body + 4, caplen, 'Simple Packet Block data'), orig, off);
           break;
         }
         default:
@@ -668,12 +720,35 @@ export class PcapBuilder {
     if (f.incl > this.snaplen) this.snaplen = f.incl;
   }
 
-  /** The file so far: its header, then the records' bytes. */
+  /** The file so far: its header, then the records' bytes (those drain() has not taken). */
   chunks(): Uint8Array[] {
     const tail = this.used > 0 ? [this.block.subarray(0, this.used)] : [];
-    return [this.w.header(this.snaplen), ...this.blocks, ...tail];
+    return [this.header(), ...this.blocks, ...tail];
+  }
+
+  /** The file header for the records so far (its snaplen grows with the largest record). */
+  header(): Uint8Array {
+    return this.w.header(this.snaplen);
+  }
+
+  /** Takes the blocks that are full, to write them out as the file grows (the header last, at offset 0). */
+  drain(): Uint8Array[] {
+    return this.blocks.length === 0 ? NO_BLOCKS : this.blocks.splice(0);
+  }
+
+  /** Takes the block in progress too: the rest of the records. */
+  drainAll(): Uint8Array[] {
+    if (this.used > 0) {
+      this.blocks.push(this.block.subarray(0, this.used));
+      this.block = new Uint8Array(0);
+      this.view = new DataView(this.block.buffer);
+      this.used = 0;
+    }
+    return this.blocks.splice(0);
   }
 }
+
+const NO_BLOCKS: Uint8Array[] = [];
 
 const BUILD_BLOCK = 1 << 20;
 

@@ -91,6 +91,7 @@ class OutputFile {
   private readonly partial: string;
   private readonly fd: number;
   private readonly pcap: PcapBuilder;
+  private open = true;
 
   constructor(private readonly path: string, linkType: number) {
     this.partial = `${path}.partial`;
@@ -100,7 +101,7 @@ class OutputFile {
     } catch (e) {
       throw new UsageError(`-w ${path}: ${(e as Error).message}`);
     }
-    writeSync(this.fd, this.pcap.header()); // its place; written again at the end
+    this.write(this.pcap.header()); // its place; written again at the end
   }
 
   add(r: WritableRecord): void {
@@ -110,20 +111,31 @@ class OutputFile {
       if (e instanceof RangeError) throw new OutputError(this.path, e.message); // pcap cannot hold the record
       throw e;
     }
-    for (const block of this.pcap.drain()) writeSync(this.fd, block);
+    for (const block of this.pcap.drain()) this.write(block);
   }
 
   finish(): void {
-    for (const block of this.pcap.drainAll()) writeSync(this.fd, block);
-    const header = this.pcap.header();
-    writeSync(this.fd, header, 0, header.length, 0);
-    closeSync(this.fd);
+    for (const block of this.pcap.drainAll()) this.write(block);
+    this.write(this.pcap.header(), 0);
+    this.close();
     renameSync(this.partial, this.path);
   }
 
   abandon(): void {
-    closeSync(this.fd);
+    this.close();
     rmSync(this.partial, { force: true });
+  }
+
+  /** Writes all of `bytes`, at `position` or where the file is. */
+  private write(bytes: Uint8Array, position?: number): void {
+    for (let done = 0; done < bytes.length; ) {
+      done += writeSync(this.fd, bytes, done, bytes.length - done, position === undefined ? null : position + done);
+    }
+  }
+
+  private close(): void {
+    if (this.open) closeSync(this.fd);
+    this.open = false;
   }
 }
 

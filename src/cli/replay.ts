@@ -9,7 +9,7 @@ import type { ConntrackEntry } from '../engine/packet.js';
 import { CaptureError, CaptureReader, PcapBuilder, pcapLinkTypeFor, type CaptureFile, type WritableRecord } from '../packet/pcap.js';
 import { openCaptureFile } from '../packet/pcap-file.js';
 import { replayRecords, type ReplaySummary } from '../packet/replay.js';
-import { type FlowState, StateError, decodeState } from '../engine/packet-state.js';
+import { StateError, stateTableSizes } from '../engine/packet-state.js';
 import { PACKET_REASONS, REASON_KEYS, type PacketVerdictName } from '../engine/packet-layout.js';
 import { type Io, NODE_HELP, NODE_OPTIONS, UsageError, columns, load, outputFormat, parse, printErrors } from './common.js';
 
@@ -67,12 +67,18 @@ function openCapture(path: string): ReturnType<typeof openCaptureFile> {
 
 /**
  * The link type of the written capture, decided before its first record: the capture's own when all its
- * records share one, else raw IP. Reading the capture once for it also checks the whole file before
- * anything runs.
+ * records share one, else raw IP. A pcap file has one, in its header; a pcapng file's interfaces may be
+ * described anywhere in it, so it is read once through for them.
  */
 function outputLinkType(file: CaptureFile): number {
+  const reader = new CaptureReader(file);
   const types = new Set<number>();
-  for (const r of new CaptureReader(file).records()) types.add(r.linkType);
+  if (reader.format === 'pcap') {
+    const first = reader.records().next(); // none: raw IP, as for pcapng
+    if (!first.done) types.add(first.value.linkType);
+  } else {
+    for (const r of reader.records()) types.add(r.linkType);
+  }
   return pcapLinkTypeFor([...types].map((linkType) => ({ linkType })));
 }
 
@@ -150,7 +156,7 @@ function capacity(text: unknown): number | undefined {
 interface StateInput {
   path: string;
   bytes: Uint8Array;
-  state: FlowState;
+  sizes: { ctCapacity: number; affinityCapacity: number };
 }
 
 function readStateFile(path: string): StateInput {
@@ -161,7 +167,7 @@ function readStateFile(path: string): StateInput {
     throw new UsageError(`--load-state ${path}: ${(e as Error).message}`);
   }
   try {
-    return { path, bytes, state: decodeState(bytes) };
+    return { path, bytes, sizes: stateTableSizes(bytes) }; // the header now; loadState checks the rest
   } catch (e) {
     if (e instanceof StateError) throw new StateFileError(path, e.message);
     throw e;
@@ -208,8 +214,8 @@ async function loadAndRun(positionals: string[], values: Record<string, unknown>
   const linkType = file && writeTo !== undefined ? outputLinkType(file) : undefined;
   const reader = file ? new CaptureReader(file) : undefined; // the file header, checked now
   // The state's table sizes unless told otherwise (loadState then says why they must match).
-  const conntrackCapacity = given ?? input?.state.ctCapacity;
-  const { selector, errors } = await load(positionals, values, io, { conntrackCapacity, affinityCapacity: input?.state.affinityCapacity });
+  const conntrackCapacity = given ?? input?.sizes.ctCapacity;
+  const { selector, errors } = await load(positionals, values, io, { conntrackCapacity, affinityCapacity: input?.sizes.affinityCapacity });
   let clock = 0;
   if (input) {
     let loaded;

@@ -10,7 +10,7 @@
 // after every grow, because growing detaches the old ArrayBuffer.
 
 import { readFileSync } from 'node:fs';
-import { FLOW, RESULT, AFFINITY_ENTRY_SIZE, CTX_SIZE, STRUCT_SIZES } from '../compile/layout.js';
+import { FLOW, HEADER, RESULT, AFFINITY_ENTRY_SIZE, CTX_SIZE, STRUCT_SIZES } from '../compile/layout.js';
 import type { ImageMemory } from '../compile/image.js';
 import type { RouterHost } from '../ingress/route.js';
 import { ROUTE_STRUCT_SIZES } from '../ingress/layout.js';
@@ -285,6 +285,14 @@ export class Core implements ImageMemory {
   /** The packet path's buffers and state in core memory. */
   packetBuffers(): PacketBuffers {
     return this.packets;
+  }
+
+  /** The generation of the image at imageBase (bumped by every publication), -1 when memory holds none yet. */
+  imageGeneration(): number {
+    const m = this.memory;
+    const at = this.imageBase + HEADER.generation;
+    if (at + 4 > m.byteLength) return -1;
+    return ((m[at] as number) | ((m[at + 1] as number) << 8) | ((m[at + 2] as number) << 16) | ((m[at + 3] as number) << 24)) >>> 0;
   }
 
   /**

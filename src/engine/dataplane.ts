@@ -10,7 +10,7 @@ import { IngressRouter } from '../ingress/route.js';
 import { RoutesView } from '../ingress/view.js';
 import { buildRoutes } from '../ingress/index.js';
 import {
-  DEFAULT_CLUSTER_SEED, FLOW, HEADER, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
+  DEFAULT_CLUSTER_SEED, FLOW, LIST_USED_EXTERNAL, LIST_USED_INTERNAL, LIST_USED_LOCAL_SOURCE, NONE, REASONS, RESULT,
   R_AFFINITY, VERDICTS, type Verdict,
 } from '../compile/layout.js';
 import { type Core, type EngineKind, type ReaderHandle, createWasmCore } from './core.js';
@@ -392,9 +392,7 @@ export class Selector {
   };
 
   private decodeCache(): typeof this.decoded {
-    const mem = this.core.memory;
-    const at = this.core.imageBase + HEADER.generation;
-    const generation = at + 4 <= mem.byteLength ? (mem[at] as number) | ((mem[at + 1] as number) << 8) | ((mem[at + 2] as number) << 16) | ((mem[at + 3] as number) << 24) : -1;
+    const generation = this.core.imageGeneration();
     if (generation !== this.decoded.generation) this.forgetDecoded(generation);
     return this.decoded;
   }

@@ -87,11 +87,12 @@ export function encodeState(s: FlowState): Uint8Array {
   return out;
 }
 
-/** Parses and checks a state file; throws StateError naming what is wrong. */
-export function decodeState(bytes: Uint8Array): FlowState {
-  const fail = (message: string): never => {
-    throw new StateError(message);
-  };
+const fail = (message: string): never => {
+  throw new StateError(message);
+};
+
+/** A state file's header, checked (magic, version, entry sizes, capacities, timeouts, the file's length). */
+function checkedHeader(bytes: Uint8Array) {
   if (bytes.byteLength < H.size) fail(`${bytes.byteLength} bytes: too short for a state file (header ${H.size})`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const u32 = (at: number): number => dv.getUint32(at, true);
@@ -117,6 +118,18 @@ export function decodeState(bytes: Uint8Array): FlowState {
   if (nf > nc) fail(`${nf} frontends for ${nc} conntrack slots`);
   const expected = H.size + nf * FRONTEND_SIZE + nc * (4 + CT.size) + na * (4 + AFFINITY_ENTRY_SIZE);
   if (bytes.byteLength !== expected) fail(`${bytes.byteLength} bytes where the header announces ${expected}`);
+  return { dv, u32, ctCapacity, affinityCapacity, timeouts, nf, nc, na };
+}
+
+/** The table sizes a dataplane needs for this state file (its header checked; the entries are loadState's). */
+export function stateTableSizes(bytes: Uint8Array): { ctCapacity: number; affinityCapacity: number } {
+  const { ctCapacity, affinityCapacity } = checkedHeader(bytes);
+  return { ctCapacity, affinityCapacity };
+}
+
+/** Parses and checks a state file; throws StateError naming what is wrong. */
+export function decodeState(bytes: Uint8Array): FlowState {
+  const { dv, u32, ctCapacity, affinityCapacity, timeouts, nf, nc, na } = checkedHeader(bytes);
 
   let at = H.size;
   const frontends: StateFrontend[] = [];

@@ -4,7 +4,7 @@
 
 import type { Core } from './core.js';
 import { formatIp, parseIp, protocolName, protocolNumber } from '../k8s/net.js';
-import { AFFINITY_ENTRY_SIZE, HEADER } from '../compile/layout.js';
+import { AFFINITY_ENTRY_SIZE } from '../compile/layout.js';
 import { type FlowState, StateError, decodeState, encodeState } from './packet-state.js';
 import {
   CT, CT_FORWARD, CT_TCP_FIN, CT_TCP_REPLIED, CT_TCP_RST, COUNTER_SLOTS, EVENT_COUNTERS, PACKET_REASONS,
@@ -286,7 +286,7 @@ export class PacketPath {
     const dv = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
     // A generation the tables are not at (nor will be for 2^32 publications): each flow's next packet
     // checks its backend against the tables being served, whatever generation the saving tables were at.
-    const stale = (dv.getUint32(this.core.imageBase + HEADER.generation, true) - 1) >>> 0;
+    const stale = (this.core.imageGeneration() - 1) >>> 0;
     mem.fill(0, buf.conntrack, buf.conntrack + buf.conntrackCapacity * CT.size);
     let flows = 0;
     let unknownFrontends = 0;
